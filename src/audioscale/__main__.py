@@ -1,0 +1,5 @@
+import sys
+
+from audioscale.cli import main
+
+sys.exit(main())

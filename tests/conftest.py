@@ -1,0 +1,20 @@
+"""Shared fixtures. The small demo corpus is built once per session (under a minute)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def demo_small(tmp_path_factory) -> Path:
+    """The demo corpus at --size small, built once for the whole test session."""
+    from audioscale.data.demo import build_demo
+
+    out = tmp_path_factory.mktemp("demo_small")
+    build_demo(out, size="small", seed=0, progress=False)
+    return out
