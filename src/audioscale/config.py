@@ -72,13 +72,14 @@ class ModelConfig(Strict):
     mask_ratio: float = Field(0.75, ge=0.0, lt=1.0)
     max_seconds: float = Field(10.24, gt=0)  # longest clip the positional table serves
     norm_pix_loss: bool = True
+    conv_kernel: int = Field(31, gt=0)  # conformer family: depthwise conv kernel in time tokens
 
 
 class TrainConfig(Strict):
-    """Optimiser, schedule and budget. Exactly one budget is used: the first set of
-    steps / examples / hours / flops (in that order)."""
+    """Optimiser, schedule and budget. The budget is ``examples``, ``hours`` (of audio seen)
+    or ``flops`` when one of them is set, else ``steps`` (default 200). Setting two is an error."""
 
-    steps: int | None = Field(None, gt=0)
+    steps: int = Field(200, gt=0)
     examples: int | None = Field(None, gt=0)
     hours: float | None = Field(None, gt=0)  # hours of audio seen
     flops: float | None = Field(None, gt=0)
@@ -100,11 +101,16 @@ class TrainConfig(Strict):
         default_factory=lambda: [1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2]
     )
     log_every: int = Field(10, gt=0)
+    # also write train_state.pt this often (seconds; at the next log line) besides checkpoints
+    state_every_s: float | None = Field(600.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        if all(v is None for v in (self.steps, self.examples, self.hours, self.flops)):
-            raise ValueError("set a budget: one of steps, examples, hours or flops")
+        budgets = [k for k in ("examples", "hours", "flops") if getattr(self, k) is not None]
+        if "steps" in self.model_fields_set:
+            budgets.append("steps")
+        if len(budgets) > 1:
+            raise ValueError(f"set one budget, not {' and '.join(budgets)}")
         for f in self.checkpoint_fractions:
             if not 0 < f < 1:
                 raise ValueError(f"checkpoint fraction {f} is not in (0, 1)")
@@ -132,7 +138,7 @@ class RunConfig(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     frontend: FrontendConfig = Field(default_factory=FrontendConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=200))
+    train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @model_validator(mode="after")
@@ -166,6 +172,11 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(key or item, "empty key in override")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                value = float(value) if value.strip().lower() not in ("nan", "inf") else value
+            except ValueError:
+                pass
     except yaml.YAMLError as e:
         raise ConfigError(key, f"value {raw!r} is not valid YAML ({e.__class__.__name__})") from e
     return key.split("."), value
