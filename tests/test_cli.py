@@ -1,0 +1,82 @@
+"""The CLI shell: every command has --help, and a user mistake is one line, exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from audioscale.cli import main
+
+COMMANDS = [
+    ["data", "demo"],
+    ["data", "check"],
+    ["data", "import-folder"],
+    ["pretrain"],
+    ["rankme"],
+    ["probe"],
+    ["sweep"],
+    ["status"],
+    ["fit"],
+    ["report"],
+    ["study"],
+]
+
+
+def test_top_level_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in [
+        "data",
+        "pretrain",
+        "rankme",
+        "probe",
+        "sweep",
+        "status",
+        "fit",
+        "report",
+        "study",
+    ]:
+        assert name in out
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=" ".join)
+def test_every_command_has_help(cmd, capsys):
+    assert main([*cmd, "--help"]) == 0
+    assert "Usage" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["rankme", "--embeddings", "/nonexistent/z.npy"],
+        ["data", "check", "/nonexistent/folder"],
+        ["fit", "/nonexistent/study"],
+        ["pretrain", "--config", "/nonexistent.yaml", "--out", "/tmp/x"],
+    ],
+)
+def test_user_mistake_is_one_line_exit_2(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("audioscale: error:") and "\n" not in err
+    assert "Traceback" not in err
+
+
+def test_console_entry_point_runs_as_module():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "audioscale",
+            "pretrain",
+            "--config",
+            "/nonexistent.yaml",
+            "--out",
+            "/tmp/x",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
