@@ -13,7 +13,18 @@ import sys
 
 from audioscale.cli.app import app, data_app  # noqa: F401  (re-exported for tests)
 
-COMMAND_MODULES = ["data", "data_demo", "pretrain", "rankme", "probe", "sweep", "fit", "report", "study"]
+COMMAND_MODULES = [
+    "data",
+    "data_demo",
+    "pretrain",
+    "tune",
+    "rankme",
+    "probe",
+    "sweep",
+    "fit",
+    "report",
+    "study",
+]
 
 
 def _register() -> None:
@@ -28,28 +39,34 @@ def _register() -> None:
 _register()
 
 
+def _click_exceptions():
+    """typer >= 0.29 ships its own copy of click; older versions use click itself."""
+    try:
+        from typer._click import exceptions as ex
+    except ImportError:
+        from click import exceptions as ex
+    return ex
+
+
 def main(argv: list[str] | None = None) -> int:
     from audioscale.errors import AudioscaleError
 
+    ex = _click_exceptions()
     try:
         app(args=argv, prog_name="audioscale", standalone_mode=False)
     except AudioscaleError as e:
         print(f"audioscale: error: {e}", file=sys.stderr)
         return 2
+    except ex.ClickException as e:  # usage errors: unknown command, bad option value
+        e.show()
+        return e.exit_code
+    except ex.Abort:
+        return 1
     except KeyboardInterrupt:
         print("audioscale: interrupted", file=sys.stderr)
         return 130
-    except SystemExit as e:  # typer/click exits (--help, usage errors)
-        return int(e.code or 0) if isinstance(e.code, int) else 1
-    except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
-            return 1
-        raise
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
     return 0
 
 
