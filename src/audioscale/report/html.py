@@ -1,0 +1,489 @@
+"""The self-contained ``report.html``: inline CSS, figures as base64 PNG, no external
+resources, readable offline. A small inline script checks on load that every figure
+decoded (every <img> has naturalWidth > 0, every inline <svg> a nonzero bounding box)
+and records the result in ``<body data-figures-ok>``; the Chromium test reads it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+from audioscale.report.figures import FigureRecord, make_figures
+from audioscale.scaling.study_fits import col, is_trained
+from audioscale.utils import atomic_write_text
+
+RUN_COLUMNS = [
+    "run_id",
+    "kind",
+    "name",
+    "preset",
+    "width",
+    "depth",
+    "params_nonembed",
+    "examples_seen",
+    "hours_seen",
+    "epochs",
+    "train_flops",
+    "heldout_loss",
+    "rankme",
+    "rankme_gap",
+    "pool_overlap",
+    "alpha_req",
+    "suite",
+    "domain_speech",
+    "domain_music",
+    "domain_environment",
+]
+SETTING_COLUMNS = [
+    "family",
+    "preset",
+    "patch",
+    "mask_ratio",
+    "clip_seconds",
+    "batch_size",
+    "lr",
+    "seed",
+    "data_hours",
+    "rankme_N",
+    "rankme_K",
+    "rankme_pool",
+    "pool_overlap",
+    "steps",
+]
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;font-size:.85em;margin:.6em 0}
+td,th{border:1px solid #ddd;padding:.25em .5em;text-align:right}th{background:#f3f3f3}
+td:first-child,th:first-child{text-align:left}
+.verdict{background:#f6f8fa;border-left:4px solid #4a7;padding:.8em 1em}
+.note{color:#a50;font-style:italic}.fig img{max-width:100%;height:auto}
+.caption{font-size:.85em;color:#555}.scroll{overflow-x:auto}
+"""
+
+CHECK_SCRIPT = """
+<script>
+window.addEventListener('load', function () {
+  var bad = 0, imgs = document.images, svgs = document.querySelectorAll('svg');
+  for (var i = 0; i < imgs.length; i++) {
+    if (!(imgs[i].complete && imgs[i].naturalWidth > 0)) bad++;
+  }
+  for (var j = 0; j < svgs.length; j++) {
+    var b = svgs[j].getBBox();
+    if (!(b.width > 0 && b.height > 0)) bad++;
+  }
+  document.body.setAttribute('data-figures', String(imgs.length + svgs.length));
+  document.body.setAttribute('data-figures-ok', bad === 0 ? 'yes' : 'no:' + bad);
+});
+</script>
+"""
+
+
+def esc(x: object) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def fmt(v: object, digits: int = 3) -> str:
+    """Numbers to short strings; None/NaN to an en dash."""
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}" if abs(v) >= 10000 else str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "–"
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+            return f"{v:.{digits}g}"
+        return f"{v:.{digits}g}" if abs(v) >= 100 else f"{v:.{digits}f}"
+    return esc(v)
+
+
+def est(d: dict | None) -> str:
+    """'value [lo, hi]' for a bootstrap summary dict."""
+    if not d or d.get("value") is None:
+        return "–" + (
+            f" <span class='note'>({esc(d['note'])})</span>" if d and d.get("note") else ""
+        )
+    ci = d.get("ci")
+    return fmt(d["value"]) + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    th = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<div class='scroll'><table><tr>{th}</tr>{body}</table></div>"
+
+
+def figure_html(rec: FigureRecord | None) -> str:
+    if rec is None:
+        return ""
+    if rec.png is None:
+        return f"<p class='note'>Figure “{esc(rec.title)}” not drawn: {esc(rec.note)}.</p>"
+    b64 = base64.b64encode(rec.png).decode("ascii")
+    return (
+        f"<div class='fig'><img alt='{esc(rec.title)}' src='data:image/png;base64,{b64}'>"
+        f"<p class='caption'>{esc(rec.caption)} (also {esc(rec.png_path.name)}, "
+        f"{esc(rec.svg_path.name)} in figures/)</p></div>"
+    )
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def sec_headline(fits: dict) -> str:
+    h = fits.get("headline", {})
+    rows = [
+        ["trained runs", fmt(h.get("n_runs"))],
+        ["Spearman(RankMe, suite)", est(h.get("spearman_rankme_suite"))],
+        ["chosen form", esc(h.get("chosen_form") or "none converged")],
+        ["exponent b", est(h.get("exponent_b"))],
+        ["fit-small-predict-large MAE", fmt(h.get("fit_small_predict_large_mae"))],
+    ]
+    return f"<h2>Headline</h2><p class='verdict'>{esc(fits.get('verdict', ''))}</p>" + table(
+        ["quantity", "value [95% CI]"], rows
+    )
+
+
+def _fit_rows(forms: dict) -> list[list[str]]:
+    out = []
+    for form, fd in forms.items():
+        pci = fd.get("params_ci") or {}
+        ps = ", ".join(
+            f"{esc(k)} = {est(pci[k]) if k in pci else fmt(v)}"
+            for k, v in (fd.get("params") or {}).items()
+        )
+        status = (
+            "ok" if fd.get("converged") else f"<span class='note'>{esc(fd.get('message'))}</span>"
+        )
+        out.append(
+            [
+                esc(form),
+                ps if fd.get("converged") else "–",
+                est(pci["r2_log"]) if "r2_log" in pci else fmt(fd.get("r2_log")),
+                fmt(fd.get("aic")),
+                fmt(fd.get("aicc")),
+                status,
+            ]
+        )
+    return out
+
+
+def sec_score_vs_rankme(fits: dict, figs: dict) -> str:
+    svr = fits.get("score_vs_rankme", {})
+    parts = ["<h2>Suite score vs RankMe</h2>", figure_html(figs.get("score_vs_rankme"))]
+    parts.append(
+        f"<p>n = {svr.get('n')} trained runs; chosen form: <b>{esc(svr.get('chosen_form'))}</b> "
+        f"({esc(svr.get('choice', {}).get('reason', ''))}). "
+        "Power law: score = a·RankMe<sup>b</sup>; "
+        "saturating: score = c − a·RankMe<sup>−b</sup>. Both fitted on log residuals.</p>"
+    )
+    parts.append(
+        table(
+            ["form", "parameters [95% CI]", "R² (log) [95% CI]", "AIC", "AICc", "status"],
+            _fit_rows(svr.get("forms", {})),
+        )
+    )
+    corr = svr.get("correlations", {})
+    parts.append(
+        table(
+            ["correlation", "value [95% CI]", "p"],
+            [
+                [k, est(corr.get(k)), fmt((corr.get(k) or {}).get("p"))]
+                for k in ("pearson", "spearman", "kendall")
+            ],
+        )
+    )
+    parts.append(figure_html(figs.get("validation")))
+    vrows = []
+    for form, v in svr.get("validation", {}).items():
+        loo, fs = v.get("loo", {}), v.get("fit_small_predict_large", {})
+        vrows.append(
+            [
+                esc(form),
+                fmt(loo.get("mae")),
+                fmt(loo.get("mean_rel_error")),
+                fmt(fs.get("mae")),
+                f"{fs.get('n_train', '–')} / {fs.get('n_test', '–')}",
+                esc(fs.get("note", "") or loo.get("note", "")),
+            ]
+        )
+    parts.append(
+        "<h3>Held-out validation</h3>"
+        + table(
+            [
+                "form",
+                "LOO MAE",
+                "LOO mean rel. error",
+                "small→large MAE",
+                "n fit / predicted",
+                "note",
+            ],
+            vrows,
+        )
+    )
+    return "".join(parts)
+
+
+def sec_laws(fits: dict, figs: dict) -> str:
+    rows = []
+    for key, law in fits.get("laws", {}).items():
+        pci = law.get("params_ci", {})
+        val = law.get("validation", {})
+        status = (
+            "ok"
+            if law.get("converged")
+            else f"<span class='note'>{esc(law.get('message') or law.get('note'))}</span>"
+        )
+        rows.append(
+            [
+                esc(key),
+                esc(law.get("x")),
+                fmt(law.get("n")),
+                est(pci.get("b")),
+                est(pci["r2_log"]) if "r2_log" in pci else fmt(law.get("r2_log")),
+                fmt(val.get("loo", {}).get("mae")),
+                fmt(val.get("fit_small_predict_large", {}).get("mae")),
+                status,
+            ]
+        )
+    return (
+        "<h2>Scaling in N, D and C</h2>"
+        + figure_html(figs.get("laws"))
+        + table(
+            [
+                "law",
+                "x column",
+                "n",
+                "exponent b [95% CI]",
+                "R² (log) [95% CI]",
+                "LOO MAE",
+                "small→large MAE",
+                "status",
+            ],
+            rows,
+        )
+        + sec_joint(fits)
+    )
+
+
+def sec_joint(fits: dict) -> str:
+    joint = fits.get("joint", {})
+    parts = [
+        "<h3>Joint law L(N, D) = E + A/N<sup>α</sup> + B/D<sup>β</sup> and compute allocation</h3>"
+    ]
+    if joint.get("note"):
+        return parts[0] + f"<p class='note'>{esc(joint['note'])}</p>"
+    rows = []
+    for name, res in joint.items():
+        j = res.get("joint", {})
+        pci = j.get("params_ci", {})
+        if not j.get("converged"):
+            rows.append(
+                [
+                    esc(name),
+                    fmt(res.get("n")),
+                    f"<span class='note'>not fitted: {esc(j.get('message'))}</span>",
+                    "–",
+                    "–",
+                ]
+            )
+            continue
+        ps = ", ".join(
+            f"{k} = {est(pci[k]) if k in pci else fmt(v)}" for k, v in j["params"].items()
+        )
+        alloc = "–"
+        if res.get("N"):
+            alloc = (
+                f"N* = {est(res['N'])}, D* = {est(res['D'])}, "
+                f"predicted {esc(name)} = {est(res['L'])}"
+                + (" <b>(extrapolation)</b>" if res.get("extrapolation") else "")
+                + (
+                    " <span class='note'>(optimum on the search edge)</span>"
+                    if res.get("on_grid_edge")
+                    else ""
+                )
+            )
+        elif res.get("note"):
+            alloc = f"<span class='note'>{esc(res['note'])}</span>"
+        rows.append([esc(name), fmt(res.get("n")), ps, esc(j.get("message")), alloc])
+    budget = next((r.get("budget_flops") for r in joint.values() if r.get("budget_flops")), None)
+    parts.append(
+        table(
+            ["target", "n", "parameters [95% CI]", "fit", "allocation at the budget [95% CI]"], rows
+        )
+    )
+    if budget:
+        parts.append(
+            f"<p>Budget: {fmt(budget)} FLOPs. Allocations beyond the largest run are "
+            "extrapolations of the fitted laws and carry their uncertainty, not more.</p>"
+        )
+    return "".join(parts)
+
+
+def sec_early(fits: dict, figs: dict) -> str:
+    pts = fits.get("early_training", {}).get("points", [])
+    rows = [[fmt(p.get("fraction")), fmt(p.get("n")), est(p)] for p in pts]
+    body = (
+        table(["fraction of training", "n runs", "Spearman with final suite [95% CI]"], rows)
+        if rows
+        else ("<p class='note'>No checkpoint metrics recorded.</p>")
+    )
+    return "<h2>Early training</h2>" + figure_html(figs.get("early_training")) + body
+
+
+def sec_metrics(fits: dict, figs: dict) -> str:
+    mc = fits.get("metric_comparison", {})
+    targets = mc.get("targets", {})
+    if not targets:
+        return "<h2>Metric comparison</h2><p class='note'>No scores to compare metrics on.</p>"
+    metrics = list(next(iter(targets.values())).keys())
+    header = ["metric (sign)"] + [f"{t}: Spearman [CI] / LOO MAE" for t in targets]
+    rows = []
+    for m in metrics:
+        sign = mc.get("direction", {}).get(m, 1)
+        cells = [f"{esc(m)} ({'+' if sign > 0 else '−'})"]
+        for t in targets:
+            e = targets[t].get(m, {})
+            cells.append(f"{est(e.get('spearman'))} / {fmt(e.get('loo_mae'))}")
+        rows.append(cells)
+    return (
+        "<h2>Metric comparison</h2>"
+        + figure_html(figs.get("metric_comparison"))
+        + table(header, rows)
+    )
+
+
+def sec_confounds(fits: dict, figs: dict) -> str:
+    conf = fits.get("confounds", {})
+    parts = ["<h2>Confounds: repetition and size</h2>", figure_html(figs.get("rankme_gap"))]
+    covs = ", ".join(conf.get("covariates", [])) or "none"
+    parts.append(
+        f"<p>Partial Spearman of RankMe with the suite score controlling for {esc(covs)}: "
+        f"{est(conf.get('partial_spearman'))}.</p>"
+    )
+    rrows = []
+    for name, reg in conf.get("regimes", {}).items():
+        if reg.get("note"):
+            rrows.append([esc(name), "–", f"<span class='note'>{esc(reg['note'])}</span>", ""])
+        else:
+            rrows.append(
+                [esc(name), fmt(reg.get("cut")), est(reg.get("low")), est(reg.get("high"))]
+            )
+    if rrows:
+        parts.append(table(["split by", "median cut", "Spearman ≤ cut", "Spearman > cut"], rrows))
+    flagged = conf.get("flagged", [])
+    if flagged:
+        parts.append(
+            "<p>Runs with large residuals from the log-log fit:</p>"
+            + table(
+                ["run", "z", "RankMe", "suite", "epochs", "N"],
+                [
+                    [
+                        esc(f["run_id"]),
+                        fmt(f["z"]),
+                        fmt(f["rankme"]),
+                        fmt(f["suite"]),
+                        fmt(f["epochs"]),
+                        fmt(f["params_nonembed"]),
+                    ]
+                    for f in flagged
+                ],
+            )
+        )
+    else:
+        parts.append("<p>No run lies beyond the residual threshold.</p>")
+    ms = fits.get("model_selection", {})
+    if ms.get("by_rankme"):
+        parts.append(
+            f"<h3>Model selection</h3><p>Best by RankMe: {esc(ms['by_rankme']['run_id'])} "
+            f"(suite {fmt(ms['by_rankme']['suite'])}, "
+            f"rank {ms['rank_of_rankme_pick']} of {ms['n']} by suite); "
+            f"best by label: {esc(ms['by_label']['run_id'])} "
+            f"(suite {fmt(ms['by_label']['suite'])}); "
+            f"gap {fmt(ms['gap'])}.</p>"
+        )
+    elif ms.get("note"):
+        parts.append(f"<h3>Model selection</h3><p class='note'>{esc(ms['note'])}</p>")
+    return "".join(parts)
+
+
+def sec_runs(rows: list[dict]) -> str:
+    cols = [c for c in RUN_COLUMNS if any(r.get(c) is not None for r in rows)]
+    body = [[fmt(r.get(c)) for c in cols] for r in rows]
+    return f"<h2>Runs ({len(rows)})</h2>" + table(cols, body)
+
+
+def sec_settings(rows: list[dict], fits: dict, extra: dict | None) -> str:
+    trained = [r for r in rows if is_trained(r)]
+    srows = []
+    for c in SETTING_COLUMNS:
+        vals = {str(r.get(c)) for r in trained if r.get(c) is not None}
+        if not vals:
+            continue
+        if len(vals) == 1:
+            srows.append([esc(c), esc(next(iter(vals))), "all trained runs"])
+        else:
+            v = col(trained, c)
+            rng = (
+                f"{fmt(float(min(v[v == v])))} … {fmt(float(max(v[v == v])))}"
+                if (v == v).any()
+                else ", ".join(sorted(vals))[:120]
+            )
+            srows.append(
+                [esc(c), esc(rng) if not (v == v).any() else rng, f"varies ({len(vals)} values)"]
+            )
+    for k, v in (extra or {}).items():
+        srows.append([esc(k), esc(v), "study"])
+    for k, v in fits.get("settings", {}).items():
+        srows.append([f"fit.{esc(k)}", esc(v), "fits.json"])
+    return "<h2>Protocol settings used</h2>" + table(["setting", "value", "scope"], srows)
+
+
+def render_html(
+    rows: list[dict],
+    fits: dict,
+    figs: list[FigureRecord],
+    title: str,
+    extra_settings: dict | None = None,
+) -> str:
+    by = {f.name: f for f in figs}
+    body = "".join(
+        [
+            f"<h1>{esc(title)}</h1>",
+            sec_headline(fits),
+            sec_score_vs_rankme(fits, by),
+            sec_laws(fits, by),
+            sec_early(fits, by),
+            sec_metrics(fits, by),
+            sec_confounds(fits, by),
+            sec_runs(rows),
+            sec_settings(rows, fits, extra_settings),
+        ]
+    )
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>{body}{CHECK_SCRIPT}</body></html>\n"
+    )
+
+
+def build_report(
+    rows: list[dict],
+    ckpt_rows: list[dict],
+    fits: dict,
+    study_dir: str | Path,
+    extra_settings: dict | None = None,
+) -> Path:
+    """Draw the figures into STUDY_DIR/figures/ and write STUDY_DIR/report.html (pure seam)."""
+    study_dir = Path(study_dir)
+    figs = make_figures(rows, ckpt_rows, fits, study_dir / "figures")
+    page = render_html(rows, fits, figs, f"audioscale report: {study_dir.name}", extra_settings)
+    out = study_dir / "report.html"
+    atomic_write_text(out, page)
+    return out

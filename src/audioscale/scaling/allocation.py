@@ -1,0 +1,136 @@
+"""Compute-optimal model size and data for a FLOP budget, from fitted laws.
+
+Inputs: a joint law L(N, D) = E + A/N^α + B/D^β (``powerlaw.fit_joint``; D counted in
+examples seen, L a quantity to minimise: held-out loss, or the suite error 1 − score)
+and a power law for training FLOPs per example in N, f(N) = k·N^γ, fitted log-log on
+the runs (it absorbs clip length, mask ratio and the decoder as they were in the
+study). For a budget C the data follow from the budget, D(N) = C / f(N), and N* is the
+minimiser of L(N, C / f(N)) over log N: a dense log grid from min(N)/100 to
+max(N)·1e4 (2001 points), refined by bounded Brent search around the best grid point.
+An optimum on the grid edge is reported as such (no interior optimum).
+
+Uncertainty: the runs are resampled (percentile bootstrap, seeded), both laws refitted
+on each resample (joint fit warm-started from the full-data fit, at most 50
+evaluations; a resample needing more counts as failed), and N*, D*, L*
+recomputed; the interval is the percentile interval of those. Everything here is an
+extrapolation beyond the measured runs as soon as C exceeds the largest run's FLOPs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from audioscale.scaling.bootstrap import resample_indices, summarise
+from audioscale.scaling.powerlaw import (
+    WARM_MAX_NFEV,
+    Fit,
+    fit_joint,
+    fit_power,
+    joint_start_from,
+    predict,
+)
+
+GRID_POINTS = 2001
+JOINT_KEYS = ("E", "A", "B", "alpha", "beta")
+
+
+def optimum(
+    joint: dict[str, float], fpe: dict[str, float], budget: float, n_range: tuple[float, float]
+) -> dict:
+    """N*, D*, L* minimising L(N, budget / f(N)) for given law parameters."""
+    lo, hi = math.log(n_range[0] / 100), math.log(n_range[1] * 1e4)
+
+    def loss_at(logn: float | np.ndarray) -> float | np.ndarray:
+        n = np.exp(logn)
+        d = budget / predict("power", fpe, n)
+        return predict("joint", joint, n, d)
+
+    grid = np.linspace(lo, hi, GRID_POINTS)
+    vals = loss_at(grid)
+    i = int(np.nanargmin(vals))
+    edge = i in (0, GRID_POINTS - 1)
+    a, b = grid[max(i - 1, 0)], grid[min(i + 1, GRID_POINTS - 1)]
+    res = minimize_scalar(loss_at, bounds=(a, b), method="bounded")
+    logn = float(res.x) if res.success else float(grid[i])
+    n_opt = math.exp(logn)
+    d_opt = budget / float(predict("power", fpe, n_opt))
+    return {"N": n_opt, "D": d_opt, "L": float(loss_at(logn)), "on_grid_edge": bool(edge)}
+
+
+def allocate(
+    n: np.ndarray,
+    d: np.ndarray,
+    target: np.ndarray,
+    flops_per_example: np.ndarray,
+    budget: float,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    huber: bool = False,
+) -> dict:
+    """Fit both laws, find the compute-optimal (N, D) for ``budget``, bootstrap it.
+
+    The same resamples give the intervals of the joint law's parameters
+    (``joint["params_ci"]``).
+    """
+    n, d, target, fpe_y = (np.asarray(v, float) for v in (n, d, target, flops_per_example))
+    joint = fit_joint(n, d, target, huber=huber)
+    fpe = fit_power(n, fpe_y)
+    out: dict = {
+        "budget_flops": float(budget),
+        "joint": joint.to_dict(),
+        "flops_per_example": fpe.to_dict(),
+    }
+    if not (joint.converged and fpe.converged):
+        why = joint.message if not joint.converged else f"flops/example fit: {fpe.message}"
+        out["note"] = f"no allocation: {why}"
+        return out
+    n_range = (float(n.min()), float(n.max()))
+    point = optimum(joint.params, fpe.params, budget, n_range)
+    samples = _bootstrap(n, d, target, fpe_y, joint, budget, n_range, n_resamples, seed, huber)
+    for j, key in enumerate(("N", "D", "L")):
+        out[key] = summarise(point[key], samples[:, j], level, n.size)
+    out["joint"]["params_ci"] = {
+        key: summarise(joint.params[key], samples[:, 3 + j], level, n.size)
+        for j, key in enumerate(JOINT_KEYS)
+    }
+    out["on_grid_edge"] = point["on_grid_edge"]
+    out["extrapolation"] = bool(budget > float(np.max(fpe_y * d)) * 1.0001)
+    out["method"] = (
+        "argmin over log N of L(N, C/f(N)); percentile bootstrap over runs, refitting both laws"
+    )
+    return out
+
+
+def _bootstrap(
+    n: np.ndarray,
+    d: np.ndarray,
+    target: np.ndarray,
+    fpe_y: np.ndarray,
+    joint: Fit,
+    budget: float,
+    n_range: tuple[float, float],
+    n_resamples: int,
+    seed: int,
+    huber: bool,
+) -> np.ndarray:
+    """Columns: N*, D*, L*, then the joint parameters in JOINT_KEYS order."""
+    start = [joint_start_from(joint)]
+    out = np.full((n_resamples, 3 + len(JOINT_KEYS)), np.nan)
+    for r, idx in enumerate(resample_indices(n.size, n_resamples, seed)):
+        j = fit_joint(
+            n[idx], d[idx], target[idx], starts=start, huber=huber, max_nfev=WARM_MAX_NFEV
+        )
+        if not j.converged:
+            continue
+        out[r, 3:] = [j.params[k] for k in JOINT_KEYS]
+        f = fit_power(n[idx], fpe_y[idx])
+        if not f.converged:
+            continue
+        o = optimum(j.params, f.params, budget, n_range)
+        if not o["on_grid_edge"]:
+            out[r, :3] = [o["N"], o["D"], o["L"]]
+    return out
