@@ -1,0 +1,386 @@
+"""Feature cache: the log-mel of every file, computed once, read by memory map.
+
+Layout of one cache (a folder ``<cache_dir>/<key>/``):
+
+- ``shard_00000.f16``, ``shard_00001.f16``, ...: raw little-endian float16, items back to
+  back, each item stored (T, n_mels) row-major so that a time crop is one contiguous slice
+  of the file. A shard is closed once it would pass ``shard_bytes`` (256 MB by default);
+  an item bigger than that gets a shard of its own.
+- ``index.json``: the cache key, the frontend config, ``n_mels``, the floor value, and one
+  entry per input row in input order: ``{path, status: "ok", shard, offset, length,
+  seconds}`` (offset and length in frames) or ``{path, status: <kind>, reason}`` for a file
+  that could not be read (``kind`` from :class:`audioscale.errors.BadAudioError`:
+  empty, corrupt, not-audio, nan, too-long, unreadable; ``error`` for anything else). One
+  bad file never stops a build; it is skipped and its reason kept.
+
+Choices:
+
+- Key: ``sha256`` of (cache format version, the full frontend config, ``file_list_hash``
+  of the rows, which covers each path, its size and mtime or sha1, and its
+  ``max_seconds``/``offset_seconds``, and the build's ``max_seconds`` cap). A changed
+  config or a changed file gives a new key, so a stale cache is never read.
+- Atomic build: features are written to ``.tmp-<key>-<pid>-<rand>/`` and the folder is
+  renamed to ``<key>/`` only when complete (``index.json`` written last). A killed build
+  leaves only a temporary folder, removed by the next build of that key.
+- Concurrency: builders of one key take an exclusive ``flock`` on ``.<key>.lock``; the
+  second waits, then finds the finished cache and opens it. Should locking be unavailable
+  (some network file systems), the rename still decides: the loser drops its copy.
+- Values are fp16 (log-mel dB lies within about -100..+60; fp16 keeps ~0.03 dB there).
+  The floor value ``10 * log10(amin)`` (-100 dB by default) is what silence maps to and
+  what :meth:`FeatureCache.frames` pads with past an item's end.
+- Long files are computed in 60 s blocks with enough context on each side
+  (``ceil(n_fft / 2 / hop)`` frames) that every frame equals the whole-file computation;
+  with ``top_db`` set (a per-file maximum) the file is computed whole.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import shutil
+import sys
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audioscale.config import FrontendConfig, config_hash
+from audioscale.errors import BadAudioError, DataError
+
+CACHE_VERSION = 1
+SHARD_BYTES = 256 << 20
+CHUNK_SECONDS = 60.0
+INDEX = "index.json"
+
+
+def cache_key(
+    rows: list[dict], frontend_cfg: FrontendConfig, max_seconds: float | None = None
+) -> str:
+    """The cache identity (see module docstring)."""
+    from audioscale.data.manifest import file_list_hash
+
+    blob = {
+        "version": CACHE_VERSION,
+        "frontend": frontend_cfg.model_dump(mode="json"),
+        "files": file_list_hash(rows),
+        "max_seconds": max_seconds,
+    }
+    return config_hash(blob, length=20)
+
+
+def floor_db(frontend_cfg: FrontendConfig) -> float:
+    """The smallest value the frontend emits: ``10 * log10(amin)``."""
+    return 10.0 * math.log10(frontend_cfg.amin)
+
+
+# ----------------------------------------------------------------------------- compute
+
+
+def logmel_long(
+    wave: np.ndarray, module: torch.nn.Module, cfg: FrontendConfig, block_frames: int
+) -> np.ndarray:
+    """Log-mel ``(T, n_mels)`` of a 1-D wave, computed in blocks of ``block_frames`` frames.
+
+    Each block is computed on its samples plus ``C = ceil(n_fft/2/hop) * hop`` samples of
+    context each side, and only frames whose window lies inside that span are kept, so
+    the result equals ``module(wave)`` frame for frame (the file's own edges are padded by
+    the module as usual)."""
+    n, hop = len(wave), cfg.hop_length
+    total = 1 + n // hop
+    x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
+    if cfg.top_db is not None or total <= block_frames:
+        with torch.no_grad():
+            return module(x[None])[0].T.numpy()
+    ctx = math.ceil(cfg.n_fft / 2 / hop) * hop
+    out = []
+    for j0 in range(0, total, block_frames):
+        j1 = min(j0 + block_frames, total)
+        lo, hi = max(0, j0 * hop - ctx), min(n, j1 * hop + ctx)
+        k0 = (j0 * hop - lo) // hop
+        with torch.no_grad():
+            mel = module(x[None, lo:hi])[0]
+        out.append(mel[:, k0 : k0 + (j1 - j0)].T.numpy())
+    return np.concatenate(out, axis=0)
+
+
+def _features(row: dict, cfg: FrontendConfig, module: torch.nn.Module, max_seconds: float | None):
+    """Load one row and return its (T, n_mels) float16 features and its seconds."""
+    from audioscale.audio.io import load_audio
+
+    cap = row.get("max_seconds")
+    if max_seconds is not None:
+        cap = max_seconds if cap is None else min(float(cap), max_seconds)
+    wave = load_audio(
+        row["path"],
+        sr=cfg.sample_rate,
+        max_seconds=cap,
+        offset_seconds=float(row.get("offset_seconds") or 0.0),
+    )
+    block = int(CHUNK_SECONDS * cfg.sample_rate / cfg.hop_length)
+    feats = logmel_long(wave, module, cfg, block)
+    if not np.isfinite(feats).all():
+        raise BadAudioError(row["path"], "non-finite log-mel values", "nan")
+    return feats.astype(np.float16), len(wave) / cfg.sample_rate
+
+
+def _safe_features(row, cfg, module, max_seconds):
+    try:
+        return _features(row, cfg, module, max_seconds)
+    except BadAudioError as e:
+        return e
+    except Exception as e:  # one bad file never kills the build
+        return BadAudioError(row["path"], f"{type(e).__name__}: {e}".splitlines()[0], "error")
+
+
+def _ordered(fn, rows: list, workers: int) -> Iterator:
+    """``map(fn, rows)`` in order, with up to ``2 * workers`` rows in flight on threads."""
+    if workers <= 1:
+        yield from map(fn, rows)
+        return
+    with ThreadPoolExecutor(workers) as ex:
+        pending: deque = deque()
+        for row in rows:
+            pending.append(ex.submit(fn, row))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _progress(enabled: bool, label: str):
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=True,
+    )
+
+
+def _write_cache(tmp: Path, rows, cfg, key, max_seconds, shard_bytes, progress, workers) -> None:
+    from audioscale.audio.frontend import LogMel
+
+    tmp.mkdir(parents=True)
+    module = LogMel(cfg).eval()
+    entries: list[dict] = []
+    shards: list[str] = []
+    fh, shard_used = None, 0
+    row_bytes = cfg.n_mels * 2
+    fn = lambda r: _safe_features(r, cfg, module, max_seconds)  # noqa: E731
+    with _progress(progress, "log-mel cache") as bar:
+        task = bar.add_task("build", total=len(rows))
+        for row, res in zip(rows, _ordered(fn, rows, workers), strict=True):
+            bar.advance(task)
+            if isinstance(res, BadAudioError):
+                entries.append({"path": str(row["path"]), "status": res.kind, "reason": res.reason})
+                continue
+            feats, seconds = res
+            if fh is None or (shard_used and shard_used + feats.nbytes > shard_bytes):
+                if fh is not None:
+                    fh.close()
+                shards.append(f"shard_{len(shards):05d}.f16")
+                fh, shard_used = open(tmp / shards[-1], "wb"), 0
+            fh.write(feats.astype("<f2").tobytes())
+            entries.append(
+                {
+                    "path": str(row["path"]),
+                    "status": "ok",
+                    "shard": len(shards) - 1,
+                    "offset": shard_used // row_bytes,
+                    "length": int(feats.shape[0]),
+                    "seconds": seconds,
+                }
+            )
+            shard_used += feats.nbytes
+    if fh is not None:
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
+    index = {
+        "version": CACHE_VERSION,
+        "key": key,
+        "frontend": cfg.model_dump(mode="json"),
+        "n_mels": cfg.n_mels,
+        "dtype": "float16",
+        "layout": "(T, n_mels) row-major per item",
+        "floor": floor_db(cfg),
+        "max_seconds": max_seconds,
+        "shards": shards,
+        "items": entries,
+    }
+    (tmp / INDEX).write_text(json.dumps(index, default=str), encoding="utf-8")
+
+
+@contextmanager
+def _locked(path: Path):
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError:  # no locking on this file system: the rename race still decides
+            pass
+        try:
+            yield
+        finally:
+            try:
+                fcntl.flock(f, fcntl.LOCK_UN)
+            except OSError:
+                pass
+
+
+def _is_valid(root: Path, key: str) -> bool:
+    try:
+        index = json.loads((root / INDEX).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return index.get("key") == key and index.get("version") == CACHE_VERSION
+
+
+# ----------------------------------------------------------------------------- the cache
+
+
+class FeatureCache:
+    """A built cache, read through memory maps. Item ``i`` is the ``i``-th readable row."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        try:
+            index = json.loads((self.root / INDEX).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise DataError(f"{self.root}: not a feature cache ({e.__class__.__name__})") from None
+        self.key: str = index["key"]
+        self.n_mels: int = int(index["n_mels"])
+        self.floor: float = float(index["floor"])
+        self.frontend = FrontendConfig.model_validate(index["frontend"])
+        self.shards: list[str] = index["shards"]
+        self.items = [e for e in index["items"] if e["status"] == "ok"]
+        self.skipped = [e for e in index["items"] if e["status"] != "ok"]
+        self.lengths = np.array([e["length"] for e in self.items], dtype=np.int64)
+        self.seconds = np.array([e["seconds"] for e in self.items], dtype=np.float64)
+        self.paths = [e["path"] for e in self.items]
+        self._shard_idx = np.array([e["shard"] for e in self.items], dtype=np.int64)
+        self._offsets = np.array([e["offset"] for e in self.items], dtype=np.int64)
+        self._maps: dict[int, np.ndarray] = {}
+
+    # -- building
+
+    @classmethod
+    def build(
+        cls,
+        rows: list[dict],
+        frontend_cfg: FrontendConfig,
+        cache_dir: str | Path,
+        progress: bool = True,
+        *,
+        max_seconds: float | None = None,
+        shard_bytes: int = SHARD_BYTES,
+        workers: int = 1,
+    ) -> FeatureCache:
+        """Open the cache of ``rows`` under ``cache_dir``, building it first if needed.
+
+        ``max_seconds`` caps what is read of every file (part of the key); ``workers``
+        decodes files on that many threads (the layout does not depend on it)."""
+        cache_dir = Path(cache_dir)
+        key = cache_key(rows, frontend_cfg, max_seconds)
+        root = cache_dir / key
+        if _is_valid(root, key):
+            return cls(root)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with _locked(cache_dir / f".{key}.lock"):
+            if _is_valid(root, key):  # built by another process while we waited
+                return cls(root)
+            for stale in cache_dir.glob(f".tmp-{key}-*"):  # left by killed builds
+                shutil.rmtree(stale, ignore_errors=True)
+            if root.exists():
+                shutil.rmtree(root)
+            tmp = cache_dir / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            try:
+                _write_cache(
+                    tmp, rows, frontend_cfg, key, max_seconds, shard_bytes, progress, workers
+                )
+                os.rename(tmp, root)
+            except OSError:
+                if not _is_valid(root, key):
+                    raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        cache = cls(root)
+        if cache.skipped and progress:
+            print(
+                f"feature cache: skipped {len(cache.skipped)} of {len(rows)} files "
+                f"(reasons in {root / INDEX})",
+                file=sys.stderr,
+            )
+        return cache
+
+    # -- reading
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def total_frames(self) -> int:
+        return int(self.lengths.sum())
+
+    @property
+    def total_seconds(self) -> float:
+        return float(self.seconds.sum())
+
+    def _map(self, shard: int) -> np.ndarray:
+        m = self._maps.get(shard)
+        if m is None:
+            path = self.root / self.shards[shard]
+            m = np.memmap(path, dtype="<f2", mode="r").reshape(-1, self.n_mels)
+            self._maps[shard] = m
+        return m
+
+    def item(self, i: int) -> np.ndarray:
+        """Item ``i`` as stored: a read-only (T, n_mels) float16 memory-mapped view."""
+        off = self._offsets[i]
+        return self._map(int(self._shard_idx[i]))[off : off + self.lengths[i]]
+
+    def get(self, i: int) -> np.ndarray:
+        """Item ``i`` as (n_mels, T) float16 (a transposed view, no copy)."""
+        return self.item(i).T
+
+    def frames(self, i: int, start: int, n: int) -> np.ndarray:
+        """Frames ``start .. start+n`` of item ``i`` as (n_mels, n) float32, padded with
+        the floor value past the item's end."""
+        x = self.item(i)[start : start + n]
+        out = np.full((self.n_mels, n), self.floor, dtype=np.float32)
+        out[:, : x.shape[0]] = x.T
+        return out
+
+    def crop(self, i: int, frames: int, rng: np.random.Generator) -> np.ndarray:
+        """A uniformly random crop of ``frames`` frames of item ``i`` (padded if short)."""
+        start = int(rng.integers(0, max(1, int(self.lengths[i]) - frames + 1)))
+        return self.frames(i, start, frames)
+
+    def __getstate__(self) -> dict:  # memory maps are reopened in each process
+        state = dict(self.__dict__)
+        state["_maps"] = {}
+        return state
+
+    def __repr__(self) -> str:
+        return (
+            f"FeatureCache({self.root}, items={self.n_items}, skipped={len(self.skipped)}, "
+            f"hours={self.total_seconds / 3600:.3f})"
+        )
