@@ -1,0 +1,75 @@
+"""``get_encoder(spec)``: one string names any encoder the toolkit can measure.
+
+- ``RUN_DIR`` (a folder with ``config.yaml`` and ``checkpoints/final.safetensors``) →
+  ``RunEncoder`` of its final checkpoint; ``RUN_DIR@<step>`` → that step's checkpoint;
+- ``random:<preset>`` → ``RandomInitEncoder`` of a ladder preset (seed 0), with an
+  optional seed ``random:<preset>:<seed>``; ``random:<RUN_DIR>`` → the run's own
+  architecture and frontend at random init;
+- ``logmel-stats`` → ``LogMelStats`` (default frontend);
+- ``hf:<local dir>`` → ``HFEncoder`` (transformers, local files only).
+Anything else raises AudioscaleError with one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from audioscale.embed.base import Encoder
+from audioscale.errors import AudioscaleError
+
+SPECS = "a run folder, random:<preset>[:seed], random:<run_dir>, logmel-stats or hf:<local dir>"
+
+
+def _is_run(p: Path) -> bool:
+    return (p / "config.yaml").is_file() and (p / "checkpoints").is_dir()
+
+
+def _random(rest: str) -> Encoder:
+    from audioscale.config import ModelConfig, load_config
+    from audioscale.embed.ours import RandomInitEncoder
+    from audioscale.models.ladder import PRESETS
+
+    target, seed = rest, 0
+    head, sep, tail = rest.rpartition(":")
+    if sep and tail.isdigit():
+        target, seed = head, int(tail)
+    p = Path(target)
+    if (p / "config.yaml").is_file():
+        cfg = load_config(p / "config.yaml")
+        return RandomInitEncoder(cfg.model, cfg.frontend, seed, name=f"random-{p.name}-s{seed}")
+    if target not in PRESETS:
+        raise AudioscaleError(
+            f"encoder spec 'random:{rest}': {target!r} is neither a preset "
+            f"({', '.join(PRESETS)}) nor a run folder"
+        )
+    return RandomInitEncoder(ModelConfig(preset=target), None, seed)
+
+
+def get_encoder(spec: str) -> Encoder:
+    """Build the encoder named by ``spec`` (see module docstring)."""
+    spec = str(spec).strip()
+    if spec == "logmel-stats":
+        from audioscale.embed.baselines import LogMelStats
+
+        return LogMelStats()
+    if spec.startswith("random:"):
+        return _random(spec[len("random:") :])
+    if spec.startswith("hf:"):
+        from audioscale.embed.hf import HFEncoder
+
+        return HFEncoder(spec[len("hf:") :])
+    from audioscale.embed.ours import RunEncoder
+
+    p = Path(spec)
+    if _is_run(p):
+        if not (p / "checkpoints" / "final.safetensors").is_file():
+            raise AudioscaleError(f"{spec}: run folder has no checkpoints/final.safetensors yet")
+        return RunEncoder(p)
+    base, sep, which = spec.rpartition("@")
+    if sep and _is_run(Path(base)):
+        return RunEncoder(base, int(which) if which.isdigit() else which)
+    if p.is_dir() and (p / "config.json").is_file():
+        raise AudioscaleError(f"{spec}: looks like a transformers folder; use hf:{spec}")
+    if p.exists():
+        raise AudioscaleError(f"{spec}: not a run folder (needs config.yaml and checkpoints/)")
+    raise AudioscaleError(f"unknown encoder {spec!r}: expected {SPECS}")

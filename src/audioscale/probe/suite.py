@@ -1,0 +1,333 @@
+"""The downstream suite: probe every task, aggregate into suite and domain scores.
+
+Per task and protocol the result is ``{"metric", "score", "n_test", "chance", "settings",
+...}``. Splits: ``train/valid/test`` tasks use them as given; a task without a valid
+split, and every fold of a K-fold task, takes a deterministic validation hold-out from
+its train rows (``VALID_FRACTION`` per class, seeded, at least one clip of a class with
+two or more). K-fold tasks: each fold in turn is the test set, the others train; the
+task score is the mean over folds and ``n_test`` counts every clip once.
+
+Aggregates (primary protocol = linear when run, else the first one): ``suite`` = mean
+of task scores; ``suite_weighted`` = mean weighted by ``n_test``; ``domains`` = mean per
+domain (speech, music, environment) of the tasks present; each also per protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from audioscale.probe import knn, linear
+from audioscale.probe.metrics import chance
+
+PROTOCOLS = ("linear", "knn")
+VALID_FRACTION = 0.1
+SEED = 0
+
+
+@dataclass
+class SuiteResult:
+    model: str
+    tasks: dict[str, dict[str, dict]] = field(default_factory=dict)
+    domains_of: dict[str, str] = field(default_factory=dict)  # task -> domain
+    protocols: tuple[str, ...] = PROTOCOLS
+    encoder: dict = field(default_factory=dict)
+    skipped: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> path -> reason
+    wall_s: float = 0.0
+
+    @property
+    def primary(self) -> str:
+        return "linear" if "linear" in self.protocols else self.protocols[0]
+
+    def _scores(self, protocol: str) -> list[tuple[str, float, int]]:
+        return [
+            (t, r[protocol]["score"], r[protocol]["n_test"])
+            for t, r in self.tasks.items()
+            if protocol in r and np.isfinite(r[protocol]["score"])
+        ]
+
+    def suite_for(self, protocol: str) -> float:
+        s = self._scores(protocol)
+        return float(np.mean([x for _, x, _ in s])) if s else float("nan")
+
+    def weighted_for(self, protocol: str) -> float:
+        s = self._scores(protocol)
+        n = sum(w for _, _, w in s)
+        return float(sum(x * w for _, x, w in s) / n) if n else float("nan")
+
+    def domains_for(self, protocol: str) -> dict[str, float]:
+        out: dict[str, list[float]] = {}
+        for t, x, _ in self._scores(protocol):
+            out.setdefault(self.domains_of[t], []).append(x)
+        return {d: float(np.mean(v)) for d, v in sorted(out.items())}
+
+    @property
+    def suite(self) -> float:
+        return self.suite_for(self.primary)
+
+    @property
+    def suite_weighted(self) -> float:
+        return self.weighted_for(self.primary)
+
+    @property
+    def domains(self) -> dict[str, float]:
+        return self.domains_for(self.primary)
+
+    def to_json(self) -> dict:
+        """The object ``audioscale probe --json`` prints."""
+        settings = {}
+        for r in self.tasks.values():
+            for p, v in r.items():
+                settings.setdefault(p, v["settings"])
+        return _finite(
+            {
+                "model": self.model,
+                "encoder": self.encoder,
+                "primary_protocol": self.primary,
+                "tasks": self.tasks,
+                "domain_of_task": self.domains_of,
+                "suite": self.suite,
+                "suite_by_protocol": {p: self.suite_for(p) for p in self.protocols},
+                "suite_weighted": self.suite_weighted,
+                "suite_weighted_by_protocol": {p: self.weighted_for(p) for p in self.protocols},
+                "domains": self.domains,
+                "domains_by_protocol": {p: self.domains_for(p) for p in self.protocols},
+                "protocol_settings": settings,
+                "skipped": self.skipped,
+                "wall_s": self.wall_s,
+            }
+        )
+
+    def flat(self) -> dict[str, float]:
+        """Flat columns for the results table: suite, suite_<protocol>, suite_weighted,
+        domain_<d>, task.<name>.<protocol>."""
+        out = {"suite": self.suite, "suite_weighted": self.suite_weighted}
+        out.update({f"suite_{p}": self.suite_for(p) for p in self.protocols})
+        out.update({f"domain_{d}": v for d, v in self.domains.items()})
+        for t, r in self.tasks.items():
+            out.update({f"task.{t}.{p}": v["score"] for p, v in r.items()})
+        return out
+
+
+def _finite(obj):
+    """NaN → None so the JSON is standard."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def encode_labels(task, rows: list[dict]) -> np.ndarray:
+    """Class indices (N,) or multi-hot (N, C) over ``task.labels``."""
+    index = {c: i for i, c in enumerate(task.labels)}
+    if task.multilabel:
+        y = np.zeros((len(rows), len(task.labels)), dtype=np.float32)
+        for n, r in enumerate(rows):
+            y[n, [index[c] for c in r["labels"]]] = 1.0
+        return y
+    return np.array([index[r["label"]] for r in rows], dtype=np.int64)
+
+
+def holdout(y: np.ndarray, fraction: float = VALID_FRACTION, seed: int = SEED) -> np.ndarray:
+    """Boolean mask of a deterministic validation hold-out of train positions: stratified
+    per class for single-label ``y``, a seeded random fraction for multi-hot ``y``. With
+    fewer than 10 clips, nothing is held out (the caller then validates on train)."""
+    n = len(y)
+    mask = np.zeros(n, dtype=bool)
+    if n < 10:
+        return mask
+    rng = np.random.default_rng(seed)
+    if y.ndim == 2:
+        mask[rng.permutation(n)[: max(1, round(fraction * n))]] = True
+        return mask
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        if len(idx) >= 2:
+            take = max(1, round(fraction * len(idx)))
+            mask[rng.permutation(idx)[:take]] = True
+    return mask
+
+
+def folds_of(task, ok_rows: list[dict]) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """(name, train idx, valid idx, test idx) over ``ok_rows``; one entry unless K-fold."""
+    split = np.array([r["split"] for r in ok_rows])
+    y = encode_labels(task, ok_rows)
+    if task.folds:
+        names = task.folds
+        out = []
+        for f in names:
+            test = np.flatnonzero(split == f)
+            train = np.flatnonzero(split != f)
+            hold = holdout(y[train])
+            out.append((f, train[~hold], train[hold], test))
+        return out
+    train = np.flatnonzero(split == "train")
+    valid = np.flatnonzero(split == "valid")
+    if len(valid) == 0:
+        hold = holdout(y[train])
+        train, valid = train[~hold], train[hold]
+    return [("test", train, valid, np.flatnonzero(split == "test"))]
+
+
+# --------------------------------------------------------------------------- probing
+
+
+def probe_task(
+    task,
+    emb: np.ndarray,
+    ok_rows: list[dict],
+    protocols: Sequence[str],
+    linear_kw: dict | None = None,
+    knn_kw: dict | None = None,
+) -> dict[str, dict]:
+    """Probe one task from its clip embeddings (aligned with ``ok_rows``)."""
+    y = encode_labels(task, ok_rows)
+    n_classes = len(task.labels)
+    per: dict[str, list[dict]] = {p: [] for p in protocols}
+    chances = []
+    n_test = 0
+    for _, tr, va, te in folds_of(task, ok_rows):
+        if len(tr) == 0 or len(te) == 0:
+            continue
+        va = va if len(va) else tr
+        n_test += len(te)
+        chances.append(chance(task.metric, y[tr], y[te]))
+        common = {"n_classes": n_classes, "metric": task.metric, "multilabel": task.multilabel}
+        if "linear" in per:
+            r = linear.linear_probe(
+                emb[tr], y[tr], emb[va], y[va], emb[te], y[te], **common, **(linear_kw or {})
+            )
+            per["linear"].append(r)
+        if "knn" in per:
+            per["knn"].append(
+                knn.knn_probe(emb[tr], y[tr], emb[te], y[te], **common, **(knn_kw or {}))
+            )
+    out = {}
+    for p, rs in per.items():
+        if not rs:
+            continue
+        res = {
+            "metric": task.metric,
+            "score": float(np.mean([r["score"] for r in rs])),
+            "n_test": n_test,
+            "chance": float(np.mean(chances)),
+            "n_folds": len(rs),
+            "settings": rs[0]["settings"],
+        }
+        if len(rs) > 1:
+            res["fold_scores"] = [r["score"] for r in rs]
+        if p == "linear":
+            res["valid_score"] = float(np.mean([r["valid_score"] for r in rs]))
+            res["best_epoch"] = [r["best_epoch"] for r in rs]
+        out[p] = res
+    return out
+
+
+def _check_protocols(protocols: Sequence[str]) -> tuple[str, ...]:
+    from audioscale.errors import ConfigError
+
+    protocols = tuple(protocols)
+    for p in protocols:
+        if p not in PROTOCOLS:
+            raise ConfigError("protocol", f"{p!r} is not one of {PROTOCOLS}")
+    if not protocols:
+        raise ConfigError("protocol", "no protocol given")
+    return protocols
+
+
+def evaluate_embeddings(
+    model: str,
+    tasks: Sequence,
+    embeddings: Sequence[np.ndarray],
+    oks: Sequence[np.ndarray] | None = None,
+    protocols: Sequence[str] = PROTOCOLS,
+    linear_kw: dict | None = None,
+    knn_kw: dict | None = None,
+) -> SuiteResult:
+    """Probe precomputed clip embeddings. ``embeddings[i]`` holds the good clips of
+    ``tasks[i].rows`` in row order; ``oks[i]`` (N,) marks which rows those are (all when
+    None)."""
+    t0 = time.perf_counter()
+    protocols = _check_protocols(protocols)
+    res = SuiteResult(model=model, protocols=protocols)
+    for i, (task, emb) in enumerate(zip(tasks, embeddings, strict=True)):
+        ok = np.ones(len(task.rows), bool) if oks is None else np.asarray(oks[i], bool)
+        ok_rows = [r for r, keep in zip(task.rows, ok, strict=True) if keep]
+        if len(ok_rows) != len(emb):
+            raise ValueError(f"task {task.name}: {len(emb)} embeddings for {len(ok_rows)} rows")
+        res.tasks[task.name] = probe_task(task, emb, ok_rows, protocols, linear_kw, knn_kw)
+        res.domains_of[task.name] = task.domain
+    res.wall_s = time.perf_counter() - t0
+    return res
+
+
+def expand_task_dirs(task_dirs: Sequence[str | Path]) -> list[Path]:
+    """Task folders; a folder without task.yaml whose subfolders are tasks expands to them."""
+    out = []
+    for d in task_dirs:
+        d = Path(d)
+        if not (d / "task.yaml").is_file() and d.is_dir():
+            subs = sorted(p for p in d.iterdir() if (p / "task.yaml").is_file())
+            if subs:
+                out.extend(subs)
+                continue
+        out.append(d)
+    return out
+
+
+def evaluate(
+    encoder,
+    task_dirs: Sequence[str | Path],
+    protocols: Sequence[str] = PROTOCOLS,
+    cache_dir: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    layer: int = -1,
+    batch_size: int = 16,
+    linear_kw: dict | None = None,
+    knn_kw: dict | None = None,
+) -> SuiteResult:
+    """Extract (or read cached) clip embeddings for every task, then probe them."""
+    from audioscale.data.manifest import load_task
+    from audioscale.embed.extract import extract
+
+    t0 = time.perf_counter()
+    protocols = _check_protocols(protocols)
+    tasks = [load_task(d) for d in expand_task_dirs(task_dirs)]
+    embs, oks, skipped = [], [], {}
+    for task in tasks:
+        ex = extract(
+            encoder,
+            task.rows,
+            layer=layer,
+            level="clip",
+            cache_dir=cache_dir,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+        )
+        embs.append(ex.emb)
+        oks.append(ex.ok)
+        if ex.errors:
+            skipped[task.name] = {str(task.rows[i]["path"]): why for i, why in ex.errors.items()}
+    res = evaluate_embeddings(encoder.name, tasks, embs, oks, protocols, linear_kw, knn_kw)
+    res.encoder = encoder.describe()
+    res.encoder["layer"] = layer
+    res.skipped = skipped
+    res.wall_s = time.perf_counter() - t0
+    return res
+
+
+def dumps(result: SuiteResult) -> str:
+    return json.dumps(result.to_json(), sort_keys=False)

@@ -1,0 +1,206 @@
+"""Probes and metrics on synthetic data with known answers; suite aggregation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+from audioscale.probe import knn, linear
+from audioscale.probe.metrics import (
+    accuracy,
+    average_precision,
+    chance,
+    mean_average_precision,
+)
+from audioscale.probe.suite import SuiteResult, evaluate_embeddings, folds_of, holdout
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def clusters(n, c=5, d=16, sep=4.0, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(c, d)) * sep
+    y = np.arange(n) % c
+    return (centres[y] + rng.normal(size=(n, d))).astype(np.float32), y
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_average_precision_matches_sklearn_with_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(2, 60))
+        y = rng.integers(0, 2, n)
+        s = np.round(rng.normal(size=n), 1)  # many ties
+        if y.sum() == 0:
+            assert np.isnan(average_precision(y, s))
+            continue
+        assert average_precision(y, s) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+
+
+def test_map_is_macro_over_classes_with_positives():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, (40, 6))
+    y[:, 5] = 0  # no positives: skipped
+    s = rng.normal(size=(40, 6))
+    ref = average_precision_score(y[:, :5], s[:, :5], average="macro")
+    assert mean_average_precision(y, s) == pytest.approx(ref, abs=1e-12)
+    assert mean_average_precision(y[:, :5], y[:, :5].astype(float)) == 1.0
+
+
+def test_accuracy_and_chance():
+    assert accuracy(np.array([0, 1, 2]), np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0]])) == 2 / 3
+    assert chance("accuracy", np.array([0, 0, 1]), np.array([0, 1, 1, 1])) == 0.25
+    assert chance("mAP", None, np.array([[1, 0], [0, 0], [1, 1], [0, 0]])) == pytest.approx(0.375)
+
+
+# ----------------------------------------------------------------------------- probes
+
+
+def test_separable_clusters_score_one_both_probes():
+    x, y = clusters(300)
+    r = linear.linear_probe(x[:200], y[:200], x[200:250], y[200:250], x[250:], y[250:], 5,
+                            epochs=60)  # fmt: skip
+    assert r["score"] == 1.0 and r["valid_score"] == 1.0
+    assert knn.knn_probe(x[:200], y[:200], x[250:], y[250:], 5)["score"] == 1.0
+
+
+def test_random_labels_score_near_chance():
+    x, _ = clusters(1200, sep=0.0)
+    y = np.random.default_rng(5).integers(0, 4, 1200)
+    r = linear.linear_probe(x[:800], y[:800], x[800:900], y[800:900], x[900:], y[900:], 4,
+                            epochs=30)  # fmt: skip
+    k = knn.knn_probe(x[:800], y[:800], x[900:], y[900:], 4)
+    # 300 test clips, chance 0.25: 4 standard errors is ~0.1
+    assert abs(r["score"] - 0.25) < 0.1 and abs(k["score"] - 0.25) < 0.1
+
+
+def test_linear_probe_is_deterministic_and_picks_best_valid_epoch():
+    x, y = clusters(200, sep=0.6, seed=3)
+    args = (x[:120], y[:120], x[120:160], y[120:160], x[160:], y[160:], 5)
+    a = linear.linear_probe(*args, epochs=20, seed=7)
+    b = linear.linear_probe(*args, epochs=20, seed=7)
+    assert a == b
+    assert 1 <= a["best_epoch"] <= 20
+    assert a["settings"]["lr"] == 1e-3 and a["settings"]["weight_decay"] == 0.0
+
+
+def test_multilabel_linear_and_knn():
+    rng = np.random.default_rng(2)
+    n, c, d = 400, 4, 12
+    y = (rng.random((n, c)) < 0.35).astype(np.float32)
+    w = rng.normal(size=(c, d)) * 3
+    x = (y @ w + rng.normal(size=(n, d))).astype(np.float32)
+    r = linear.linear_probe(x[:250], y[:250], x[250:300], y[250:300], x[300:], y[300:], c,
+                            metric="mAP", multilabel=True)  # fmt: skip
+    k = knn.knn_probe(x[:250], y[:250], x[300:], y[300:], c, metric="mAP", multilabel=True)
+    assert r["score"] > 0.9 and k["score"] > 0.8
+    # labels unrelated to x: mAP near prevalence (~0.35)
+    yr = (rng.random((n, c)) < 0.35).astype(np.float32)
+    kr = knn.knn_probe(x[:250], yr[:250], x[300:], yr[300:], c, metric="mAP", multilabel=True)
+    assert kr["score"] < 0.55
+
+
+def test_knn_weighting_follows_temperature_vote():
+    # one query; neighbours: 3 of class 0 at sim ~0.9, 7 of class 1 at sim ~0.5
+    q = np.array([[1.0, 0.0]])
+    a0 = np.array([[0.9, np.sqrt(1 - 0.81)]] * 3)
+    a1 = np.array([[0.5, np.sqrt(0.75)]] * 7)
+    xtr = np.concatenate([a0, a1]).astype(np.float32)
+    ytr = np.array([0] * 3 + [1] * 7)
+    s = knn.knn_scores(xtr, ytr, q, 2, k=10, temperature=0.07)
+    w0, w1 = 3 * np.exp(0.9 / 0.07), 7 * np.exp(0.5 / 0.07)
+    assert s[0] == pytest.approx([w0 / (w0 + w1), w1 / (w0 + w1)], rel=1e-4)
+    # a large temperature makes it a plain majority vote
+    assert knn.knn_scores(xtr, ytr, q, 2, temperature=100.0)[0].argmax() == 1
+
+
+# ----------------------------------------------------------------------------- suite
+
+
+class FakeTask:
+    def __init__(self, name, domain, rows, labels, multilabel=False, metric="accuracy"):
+        self.name, self.domain, self.rows, self.labels = name, domain, rows, labels
+        self.multilabel, self.metric = multilabel, metric
+        self.folds = sorted({r["split"] for r in rows if r["split"].startswith("fold")})
+
+
+def make_task(name, domain, y, splits):
+    rows = [{"path": f"{name}/{i}.wav", "label": str(c), "labels": [str(c)], "split": s}
+            for i, (c, s) in enumerate(zip(y, splits, strict=True))]  # fmt: skip
+    return FakeTask(name, domain, rows, sorted({str(c) for c in y}))
+
+
+def test_holdout_is_stratified_and_deterministic():
+    y = np.repeat(np.arange(4), 25)
+    m = holdout(y, 0.2, seed=0)
+    assert np.array_equal(m, holdout(y, 0.2, seed=0))
+    assert [int(m[y == c].sum()) for c in range(4)] == [5, 5, 5, 5]
+    assert not holdout(y[:5]).any()
+
+
+def test_kfold_each_clip_tested_once_and_averaged():
+    x, y = clusters(150, c=3)
+    splits = [f"fold{1 + i % 5}" for i in range(150)]
+    task = make_task("k", "music", y, splits)
+    folds = folds_of(task, task.rows)
+    assert len(folds) == 5
+    tested = np.concatenate([te for *_, te in folds])
+    assert sorted(tested.tolist()) == list(range(150))
+    for _, tr, va, te in folds:
+        assert not (set(tr) & set(va)) and not (set(tr) & set(te)) and not (set(va) & set(te))
+    res = evaluate_embeddings("m", [task], [x], protocols=["knn"])
+    r = res.tasks["k"]["knn"]
+    assert r["n_folds"] == 5 and r["n_test"] == 150 and len(r["fold_scores"]) == 5
+    assert r["score"] == pytest.approx(np.mean(r["fold_scores"]))
+
+
+def test_suite_aggregates_and_json():
+    x1, y1 = clusters(120, c=3, seed=1)
+    x2, _ = clusters(80, c=2, sep=0.0, seed=2)
+    y2 = np.random.default_rng(0).integers(0, 2, 80)
+    sp1 = ["train"] * 80 + ["valid"] * 10 + ["test"] * 30
+    sp2 = ["train"] * 60 + ["test"] * 20  # no valid split: held out from train
+    t1, t2 = make_task("a", "speech", y1, sp1), make_task("b", "environment", y2, sp2)
+    ok2 = np.ones(80, bool)
+    ok2[3] = False  # a skipped clip: its row is dropped, not misaligned
+    res = evaluate_embeddings("m", [t1, t2], [x1, x2[ok2]], [np.ones(120, bool), ok2],
+                              linear_kw={"epochs": 20})  # fmt: skip
+    a, b = res.tasks["a"]["linear"]["score"], res.tasks["b"]["linear"]["score"]
+    assert res.suite == pytest.approx((a + b) / 2)
+    n_a, n_b = res.tasks["a"]["linear"]["n_test"], res.tasks["b"]["linear"]["n_test"]
+    assert (n_a, n_b) == (30, 20)
+    assert res.suite_weighted == pytest.approx((a * 30 + b * 20) / 50)
+    assert res.domains == {"environment": b, "speech": a}
+    j = res.to_json()
+    assert set(j["tasks"]["a"]) == {"linear", "knn"}
+    assert j["suite"] == res.suite and j["suite_by_protocol"]["knn"] == res.suite_for("knn")
+    assert j["protocol_settings"]["knn"]["k"] == 10
+    assert res.flat()["task.a.knn"] == res.tasks["a"]["knn"]["score"]
+    with pytest.raises(ValueError, match="embeddings"):
+        evaluate_embeddings("m", [t2], [x2[ok2]])  # 80 rows but 79 embeddings, no mask
+
+
+def test_suite_result_nan_becomes_null():
+    r = SuiteResult(model="m")
+    assert r.to_json()["suite"] is None
+
+
+def test_linear_probe_without_a_usable_valid_split_keeps_the_last_epoch():
+    rng = np.random.default_rng(4)
+    y = (rng.random((120, 3)) < 0.4).astype(np.float32)
+    x = (y @ rng.normal(size=(3, 8)) * 3 + rng.normal(size=(120, 8))).astype(np.float32)
+    yva = np.zeros((20, 3), np.float32)  # no positives: mAP undefined every epoch
+    r = linear.linear_probe(x[:80], y[:80], x[80:100], yva, x[100:], y[100:], 3,
+                            metric="mAP", multilabel=True)  # fmt: skip
+    assert r["best_epoch"] == linear.EPOCHS and np.isnan(r["valid_score"])
+    assert r["score"] > 0.6  # chance (mean prevalence) is ~0.33
