@@ -145,7 +145,8 @@ class RunConfig(Strict):
     def _check(self) -> RunConfig:
         if self.model.patch == "square" and self.frontend.n_mels % 16:
             raise ValueError(
-                f"model.patch=square needs frontend.n_mels divisible by 16, got {self.frontend.n_mels}"
+                "model.patch=square needs frontend.n_mels divisible by 16, "
+                f"got {self.frontend.n_mels}"
             )
         return self
 

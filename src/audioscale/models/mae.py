@@ -49,10 +49,20 @@ def n_visible(n: int, mask_ratio: float) -> int:
 
 
 def random_masking(
-    b: int, n: int, mask_ratio: float, device: torch.device, generator: torch.Generator | None
+    b: int,
+    n: int,
+    mask_ratio: float,
+    device: torch.device,
+    generator: torch.Generator | None,
+    noise: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """-> ids_keep (B, n_keep), ids_restore (B, N), mask (B, N) float (1 = masked)."""
-    if generator is not None:
+    """-> ids_keep (B, n_keep), ids_restore (B, N), mask (B, N) float (1 = masked).
+
+    ``noise`` (B, N) uniforms drawn by the caller replace the draw here; the trainer passes
+    them so that a compiled forward holds no generator (which would split the graph)."""
+    if noise is not None:
+        noise = noise.to(device)
+    elif generator is not None:
         noise = torch.rand(b, n, generator=generator, device=generator.device).to(device)
     else:
         noise = torch.rand(b, n, device=device)
@@ -143,11 +153,12 @@ class MAE(nn.Module):
         mel: torch.Tensor,
         mask_ratio: float | None = None,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> MAEOutput:
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
         patches = self.encoder.patches(mel)
         b, n, _ = patches.shape
-        ids_keep, ids_restore, mask = random_masking(b, n, ratio, patches.device, generator)
+        ids_keep, ids_restore, mask = random_masking(b, n, ratio, patches.device, generator, noise)
         if isinstance(self.encoder, ViTEncoder):
             pred = self.decoder(self.encoder.encode_visible(patches, ids_keep), ids_restore)
         else:

@@ -525,8 +525,10 @@ def _train(
                 gen = mask_generator(
                     t.seed, step, device, info, ds.local_batch, p.tokens_per_example
                 )
+                # Uniforms drawn here, outside a compiled forward (a generator splits the graph).
+                noise = torch.rand(len(mel), p.tokens_per_example, generator=gen, device=device)
                 with _autocast(device, t.precision):
-                    loss = net(mel, generator=gen).loss
+                    loss = net(mel, noise=noise).loss
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if t.grad_clip is not None:
