@@ -1,0 +1,28 @@
+"""``audioscale study demo|FILE``: corpus → sweep → fits → report, resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from audioscale.cli.app import app
+
+
+@app.command("study")
+def study_cmd(
+    source: str = typer.Argument(..., help="A preset (demo, gpu, gpu-hour) or a sweep YAML."),
+    out: Path = typer.Option(None, "--out", help="Study folder (default: studies/<name>)."),
+    workers: int = typer.Option(None, help="Parallel runs (default: the spec's study.workers)."),
+    executor: str = typer.Option(None, help="local | ray (default: the spec's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Run a whole study and print where the report is and its headline numbers."""
+    from audioscale.sweep.study import print_headline, run_study
+
+    result = run_study(source, out, workers=workers, executor=executor, progress=not as_json)
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    print_headline(result, file=None)

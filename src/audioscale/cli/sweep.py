@@ -1,0 +1,62 @@
+"""``audioscale sweep`` and ``audioscale status``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from audioscale.cli.app import app
+
+
+@app.command("sweep")
+def sweep_cmd(
+    config: Path = typer.Option(..., "--config", "-c", help="Sweep spec YAML."),
+    out: Path = typer.Option(..., "--out", help="Study folder (created; resumed if present)."),
+    executor: str = typer.Option(None, help="local | ray (default: the spec's study.executor)."),
+    workers: int = typer.Option(None, help="Parallel runs (default: the spec's study.workers)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed runs again."),
+    ray_address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Run every run of a sweep (skips finished ones, resumes unfinished ones)."""
+    from audioscale.sweep.study import run_sweep
+
+    summary = run_sweep(
+        config, out, executor=executor, workers=workers, retry_failed=retry_failed,
+        progress=not as_json, address=ray_address,
+    )  # fmt: skip
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
+    _print_status(summary)
+    for kind, path in summary.get("exports", {}).items():
+        typer.echo(f"{kind}: {path}", err=True)
+
+
+@app.command("status")
+def status_cmd(
+    study_dir: Path = typer.Argument(..., help="Study folder (holds study.db)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Runs by state, failed runs with their reasons, and an ETA."""
+    from audioscale.sweep.study import study_status
+
+    summary = study_status(study_dir)
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
+    _print_status(summary)
+
+
+def _print_status(s: dict) -> None:
+    c = s["counts"]
+    typer.echo(
+        f"{s['total']} runs: {c['done']} done, {c['running']} running, {c['pending']} pending, "
+        f"{c['failed']} failed"
+    )
+    for f in s["failed"]:
+        typer.echo(f"  failed {f['run_id']} (attempts {f['attempts']}): {f['error']}")
+    if s["eta_s"] is not None and (c["pending"] or c["running"]):
+        typer.echo(f"ETA {s['eta_s'] / 60:.1f} min with {s['workers']} workers")

@@ -1,0 +1,197 @@
+"""Local executor: ``workers`` long-lived worker processes, one run at a time each.
+
+Choices:
+- Workers are spawned (not forked) once and reused: importing torch and the stages
+  costs seconds per process (ENVIRONMENT.md machines: 2-10 s under load), too much to pay
+  per run. A worker that dies (segfault, OOM kill) fails its run with the exit signal as
+  the reason and is replaced by a fresh one; the sweep goes on.
+- Workers are created from the parent's main thread and ask Linux to SIGKILL them when
+  the parent dies (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the sweep leaves no orphan
+  writing into a run folder that the restarted sweep is about to resume.
+- Each worker sets its torch threads (one by default on CPU: two one-thread workers beat
+  one two-thread worker, see ENVIRONMENT.md); on a GPU machine worker slot i sees GPU
+  ``i % n_gpus`` only (``CUDA_VISIBLE_DEVICES``).
+- Only the parent writes the store: a worker writes ``result.json`` (or ``error.json``)
+  in the run folder and sends a one-word message; the parent records what it finds. A
+  failed run gets its one-line reason and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any
+
+from audioscale.sweep.store import Store
+
+JobFn = Callable[..., Any]
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: orphans finish their run and exit
+        pass
+
+
+def set_threads(threads: int) -> None:
+    """Torch threads of this process: the env vars rule a torch imported later (a fresh
+    worker imports it only when a run needs it); a torch already imported is set now."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _worker_loop(conn: Any, job_fn: JobFn, threads: int, gpu: str | None) -> None:
+    _die_with_parent()
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    set_threads(threads)
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg is None:
+            return
+        job, run_dir, ctx = msg
+        try:
+            job_fn(job, run_dir, ctx)
+            conn.send("ok")
+        except BaseException:  # the reason is in run_dir/error.json (run_job writes it)
+            conn.send("failed")
+
+
+class Worker:
+    """One worker process and the job it holds."""
+
+    def __init__(self, spawn: Any, job_fn: JobFn, threads: int, gpu: str | None):
+        self.conn, child = spawn.Pipe()
+        args = (child, job_fn, threads, gpu)
+        self.proc = spawn.Process(target=_worker_loop, args=args, daemon=True)
+        self.proc.start()
+        child.close()
+        self.job: Any = None
+        self.t0 = 0.0
+
+    def give(self, job: Any, run_dir: str, ctx: Any) -> None:
+        self.job, self.t0 = job, time.time()
+        self.conn.send((job, run_dir, ctx))
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        self.proc.join(timeout=None if kill else 30)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+
+def gpu_ids() -> list[str]:
+    """GPUs this process may use, without importing torch in the parent (an import costs
+    seconds): the ids in ``CUDA_VISIBLE_DEVICES`` when set, else the driver's device list."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return [str(i) for i in range(len(list(gpus.iterdir())))] if gpus.is_dir() else []
+
+
+def read_outcome(job: Any, run_dir: Path, exitcode: int | None) -> tuple[dict | None, str]:
+    """(result, "") for a finished run, else (None, one-line reason)."""
+    result_path = run_dir / "result.json"
+    if exitcode == 0 and result_path.is_file():
+        result = json.loads(result_path.read_text())
+        if result.get("run_id") == job.run_id:
+            return result, ""
+    err = run_dir / "error.json"
+    if err.is_file():
+        return None, json.loads(err.read_text()).get("error", "failed")
+    if exitcode is not None and exitcode < 0:
+        return None, f"worker killed by signal {-exitcode}"
+    return None, f"worker exited with code {exitcode} and no result"
+
+
+def record_outcome(store: Store, job: Any, result: dict | None, reason: str, wall: float) -> bool:
+    if result is None:
+        store.mark_failed(job.run_id, reason, wall)
+        return False
+    store.record(result, wall_s=result.get("info", {}).get("wall_s", wall))
+    return True
+
+
+def run_local(
+    jobs: list[Any],
+    study_dir: str | Path,
+    store: Store,
+    ctx: Any,
+    job_fn: JobFn,
+    workers: int = 1,
+    threads: int = 1,
+    on_done: Callable[[Any, bool, str], None] | None = None,
+) -> None:
+    """Run ``jobs`` (pending in ``store``) on up to ``workers`` worker processes."""
+    runs_dir = Path(study_dir) / "runs"
+    gpus = gpu_ids()
+    spawn = mp.get_context("spawn")
+    queue = list(jobs)
+    slots = min(workers, len(queue))
+
+    def new_worker(slot: int) -> Worker:
+        return Worker(spawn, job_fn, threads, gpus[slot % len(gpus)] if gpus else None)
+
+    pool = [new_worker(i) for i in range(slots)]
+    try:
+        while queue or any(w.job for w in pool):
+            for w in pool:
+                if w.job is None and queue:
+                    job = queue.pop(0)
+                    store.mark_running(job.run_id, w.proc.pid)
+                    w.give(job, str(runs_dir / job.run_id), ctx)
+            busy = [w for w in pool if w.job is not None]
+            wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=1.0)
+            for i, w in enumerate(pool):
+                if w.job is None:
+                    continue
+                if w.conn.poll():
+                    try:
+                        w.conn.recv()
+                        exitcode: int | None = 0
+                    except EOFError:
+                        w.proc.join()
+                        exitcode = w.proc.exitcode
+                elif not w.proc.is_alive():
+                    exitcode = w.proc.exitcode
+                else:
+                    continue
+                job, wall = w.job, time.time() - w.t0
+                w.job = None
+                result, reason = read_outcome(job, runs_dir / job.run_id, exitcode)
+                ok = record_outcome(store, job, result, reason, wall)
+                if on_done:
+                    on_done(job, ok, reason)
+                if not w.proc.is_alive() or exitcode != 0:
+                    w.stop(kill=True)
+                    pool[i] = new_worker(i)
+    except BaseException:
+        for w in pool:
+            w.stop(kill=True)
+        store.reset(("running",))
+        raise
+    for w in pool:
+        w.stop()

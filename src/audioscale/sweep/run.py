@@ -1,0 +1,527 @@
+"""One run's pipeline: pretrain → spectral metrics per checkpoint → probes → result.json.
+
+``run_job(job, run_dir, ctx)`` is what an executor's worker calls. Every stage writes a
+marker json into the run folder when it finishes, so a restarted run skips what is done:
+
+```
+RUN_DIR/done.json                       pretraining finished (written by the trainer)
+RUN_DIR/eval/spectral/<checkpoint>.json RankMe & co. on the study pool at that checkpoint
+RUN_DIR/eval/spectral_train.json        the same on crops of the run's own training data
+RUN_DIR/eval/spectral_heldout.json      ... and on crops of its pool's heldout split
+RUN_DIR/eval/probes.json                probe scores of the final checkpoint
+RUN_DIR/result.json                     everything above, the record the store takes
+RUN_DIR/error.json / error.log          the one-line reason and traceback of a failure
+```
+
+Choices (what is measured and how):
+- The study's unlabeled eval pool (``EvalContext``, built once by the parent) is the
+  pool's ``heldout`` split plus every task clip (labels unused), capped at
+  ``eval.rankme_samples`` by a seeded subsample; every run and baseline is measured on
+  exactly these clips, and the pool's name (with a hash of its file list) is stored with
+  every value, N and K too.
+- The final checkpoint's task-clip embeddings are extracted once per task and serve both
+  the RankMe pool and the probes (on-disk embedding cache under the study's
+  ``cache/embeddings``, so a restart between the two stages re-extracts nothing).
+- ``rankme_train``: RankMe of the final checkpoint on crops of the run's own pretraining
+  audio; ``rankme_heldout``: the same on crops of its pool's heldout split (never
+  trained on). Both use the same N (at most the eval pool's N; fewer when the run's
+  data or the heldout split hold fewer crops) and the same crop length (the eval
+  pool's median clip: pool files can be 20-30 s long). ``rankme_gap = rankme_train -
+  rankme`` (the results contract) also contains the shift between pool audio and task
+  clips; ``rankme_gap_heldout = rankme_train - rankme_heldout`` isolates train vs
+  unseen audio of one distribution: the cleaner repetition / memorisation signal.
+- ``pool_overlap``: whether any eval-pool file is also a pretraining file of the run
+  (compared by resolved path; zip members by archive path + member). Computed, not
+  assumed: it is false for the default pool only because the split is disjoint.
+- Epochs, tokens and hours seen come from the trainer's done.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audioscale.config import RunConfig, config_hash
+from audioscale.errors import AudioscaleError, ConfigError
+from audioscale.utils import atomic_save_json
+
+FINAL = "final"
+TRAIN_SLICE = "train-slice"
+HELDOUT_SLICE = "heldout-slice"
+
+
+@dataclass
+class EvalContext:
+    """The study-wide evaluation setup, shared by every run (picklable)."""
+
+    pool_name: str
+    pool_rows: list[dict]  # the eval pool: heldout rows + task clips, capped at `samples`
+    task_dirs: list[str]
+    samples: int = 25600
+    level: str = "clip"
+    layer: int = -1
+    centred: bool = False
+    seed: int = 0
+    protocols: list[str] = field(default_factory=lambda: ["linear", "knn"])
+    cache_dir: str | None = None  # embedding (and log-mel) cache shared by the study's runs
+    device: str = "auto"  # extraction device: the worker's GPU when it has one
+    batch_size: int = 32
+
+
+# --------------------------------------------------------------------------- eval pool
+
+
+def task_folders(entries: list[str]) -> list[str]:
+    """Task folders from config entries: a folder with task.yaml, or a folder of them."""
+    out: list[str] = []
+    for e in entries:
+        p = Path(e)
+        if (p / "task.yaml").is_file():
+            out.append(str(p))
+        elif p.is_dir() and any(p.glob("*/task.yaml")):
+            out += [str(q.parent) for q in sorted(p.glob("*/task.yaml"))]
+        else:
+            raise ConfigError("eval.tasks", f"{e} is not a task folder (no task.yaml)")
+    return out
+
+
+def build_eval_context(
+    base: RunConfig,
+    pool: str | None = None,
+    split: str = "heldout",
+    include_tasks: bool = True,
+    cache_dir: str | Path | None = None,
+) -> EvalContext:
+    """The eval pool of a study: ``split`` rows of ``pool`` (default: base data.pool) plus
+    all clips of the base config's tasks; seeded subsample when above the N cap."""
+    from audioscale.data.manifest import load_pool, load_task
+
+    ev = base.eval
+    pool_path = pool or ev.rankme_pool or base.data.pool
+    if not Path(pool_path).exists():
+        raise ConfigError("data.pool", f"{pool_path} not found (eval pool)")
+    rows = [_plain(r) for r in load_pool(pool_path) if r.get("split") == split]
+    tasks = task_folders(ev.tasks)
+    if include_tasks:
+        for t in tasks:
+            rows += [_plain(r) | {"source": f"task:{Path(t).name}"} for r in load_task(t).rows]
+    rows = list({r["path"]: r for r in rows}.values())  # one entry per file
+    if not rows:
+        raise ConfigError("data.pool", f"{pool_path}: the eval pool is empty")
+    if len(rows) > ev.rankme_samples:
+        keep = np.random.default_rng(ev.rankme_seed).choice(len(rows), ev.rankme_samples, False)
+        rows = [rows[i] for i in sorted(keep)]
+    name = Path(pool_path).name if Path(pool_path).is_dir() else Path(pool_path).parent.name
+    tag = f"{name}-{split}" + ("+tasks" if include_tasks and tasks else "")
+    return EvalContext(
+        pool_name=f"{tag}-{config_hash([r['path'] for r in rows], 8)}",
+        pool_rows=rows,
+        task_dirs=tasks,
+        samples=ev.rankme_samples,
+        level=ev.rankme_level,
+        layer=ev.rankme_layer,
+        centred=ev.rankme_centred,
+        seed=ev.rankme_seed,
+        protocols=list(ev.protocols),
+        cache_dir=str(cache_dir) if cache_dir else None,
+    )
+
+
+def _plain(row: dict) -> dict:
+    keep = ("path", "duration", "source", "split", "max_seconds", "offset_seconds", "sha1")
+    return {k: row[k] for k in keep if row.get(k) is not None}
+
+
+def _file_key(path: str) -> str:
+    archive, sep, member = str(path).partition("::")
+    return os.path.realpath(archive) + sep + member
+
+
+def pool_overlap(pool_rows: list[dict], train_rows: list[dict]) -> bool:
+    seen = {_file_key(r["path"]) for r in train_rows}
+    return any(_file_key(r["path"]) in seen for r in pool_rows)
+
+
+def slice_seconds(pool_rows: list[dict], default: float) -> float:
+    """Crop length of the train slice: the median clip duration of the eval pool, so that
+    both RankMe values are measured on clips of the same typical length."""
+    durations = [float(r["duration"]) for r in pool_rows if r.get("duration")]
+    return float(np.median(durations)) if durations else default
+
+
+def crops_of(rows: list[dict], crop: float) -> list[dict]:
+    """Every file cut into consecutive crops of ``crop`` seconds, in path order (a file
+    shorter than one crop is one crop; a subset's ``max_seconds`` truncation is kept)."""
+    from audioscale.data.subsets import row_seconds
+
+    out = []
+    for r in sorted(rows, key=lambda r: str(r["path"])):
+        secs = row_seconds(r) if r.get("duration") is not None else crop
+        base = float(r.get("offset_seconds") or 0.0)
+        for k in range(max(1, int(secs // crop))):
+            out.append({"path": r["path"], "offset_seconds": base + k * crop,
+                        "max_seconds": min(crop, secs)})  # fmt: skip
+    return out
+
+
+def _sample(items: list[dict], n: int, seed: int) -> list[dict]:
+    if len(items) <= n:
+        return items
+    keep = np.random.default_rng(seed).choice(len(items), n, replace=False)
+    return [items[i] for i in sorted(keep)]
+
+
+def slices(cfg: RunConfig, ctx: EvalContext, n_cap: int) -> dict[str, list[dict]]:
+    """Crops of the run's own training audio and of its pool's heldout split, the same
+    number of each (at most ``n_cap``, the eval pool's N) and the same crop length (the
+    eval pool's median clip), so the two RankMe values differ only by train vs unseen."""
+    from audioscale.data.manifest import load_pool
+    from audioscale.data.subsets import heldout_rows, nested_subset
+
+    pool = load_pool(cfg.data.pool)
+    crop = slice_seconds(ctx.pool_rows, default=4.0)
+    train = crops_of(nested_subset(pool, cfg.data.hours, cfg.data.subset_seed), crop)
+    held = crops_of(heldout_rows(pool), crop)
+    n = min(n_cap, len(train), len(held)) if held else min(n_cap, len(train))
+    return {TRAIN_SLICE: _sample(train, n, ctx.seed), HELDOUT_SLICE: _sample(held, n, ctx.seed)}
+
+
+def run_train_rows(cfg: RunConfig) -> list[dict]:
+    """The files this run pretrains on (the nested subset of its pool's train split)."""
+    from audioscale.data.manifest import load_pool
+    from audioscale.data.subsets import nested_subset
+
+    return nested_subset(load_pool(cfg.data.pool), cfg.data.hours, cfg.data.subset_seed)
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def extract_rows(encoder: Any, rows: list[dict], ctx: EvalContext, level: str):
+    """Embeddings of ``rows`` (an ``embed.extract.Extraction``: ``.emb`` of the good clips,
+    ``.ok`` marks them), through the study's on-disk cache."""
+    from audioscale.embed.extract import extract
+
+    return extract(
+        encoder, rows, layer=ctx.layer, level=level, cache_dir=ctx.cache_dir,
+        batch_size=ctx.batch_size, device=ctx.device, progress=False,
+    )  # fmt: skip
+
+
+def spectral_row(z: np.ndarray, ctx: EvalContext, pool: str, **extra: Any) -> dict:
+    from audioscale.metrics.spectral import spectrum_metrics
+
+    res = spectrum_metrics(np.asarray(z, dtype=np.float64), centred=ctx.centred)
+    return {
+        "pool": pool,
+        "level": ctx.level,
+        "layer": ctx.layer,
+        "centred": ctx.centred,
+        "n": int(res.n),
+        "k": int(res.k),
+        "route": res.route,
+        "rankme": float(res.rankme),
+        "alpha_req": _f(res.alpha_req),
+        "nesum": _f(res.nesum),
+        "stable_rank": _f(res.stable_rank),
+        "participation_ratio": _f(res.participation_ratio),
+        **extra,
+    }
+
+
+def _f(x: Any) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def pool_matrix(encoder: Any, ctx: EvalContext, tasks: dict | None = None) -> np.ndarray:
+    """Embeddings of the eval pool (clips that fail to decode are left out). At clip level
+    the task clips are taken from ``tasks`` when given, so each clip is extracted once."""
+    if ctx.level != "clip" or not tasks:
+        return extract_rows(encoder, ctx.pool_rows, ctx, ctx.level).emb
+    have: dict[str, np.ndarray] = {}
+    for task, ex in tasks.values():
+        full = ex.full()
+        have |= {r["path"]: full[i] for i, r in enumerate(task.rows) if ex.ok[i]}
+    other = [r for r in ctx.pool_rows if r["path"] not in have]
+    if other:
+        ex = extract_rows(encoder, other, ctx, "clip")
+        full = ex.full()
+        have |= {r["path"]: full[i] for i, r in enumerate(other) if ex.ok[i]}
+    return np.stack([have[r["path"]] for r in ctx.pool_rows if r["path"] in have])
+
+
+def task_embeddings(encoder: Any, ctx: EvalContext) -> dict[str, tuple[Any, Any]]:
+    """Per task: (Task, Extraction of all its rows at clip level), cached on disk."""
+    from audioscale.data.manifest import load_task
+
+    out = {}
+    for d in ctx.task_dirs:
+        task = load_task(d)
+        out[task.name] = (task, extract_rows(encoder, task.rows, ctx, "clip"))
+    return out
+
+
+def probe_rows(name: str, tasks: dict[str, tuple[Any, Any]], ctx: EvalContext):
+    """Probe every task from its embeddings; returns (probe rows, suite columns)."""
+    from audioscale.probe.suite import evaluate_embeddings
+
+    pairs = list(tasks.values())
+    res = evaluate_embeddings(
+        name, [t for t, _ in pairs], [ex.emb for _, ex in pairs], [ex.ok for _, ex in pairs],
+        protocols=ctx.protocols,
+    )  # fmt: skip
+    rows = []
+    for task_name, by_proto in res.tasks.items():
+        for proto, r in by_proto.items():
+            rows.append({
+                "task": task_name, "protocol": proto, "metric": r.get("metric"),
+                "score": _f(r.get("score")), "n_test": r.get("n_test"),
+                "domain": res.domains_of.get(task_name), "settings": r.get("settings", {}),
+            })  # fmt: skip
+    flat = {k: _f(v) for k, v in res.flat().items() if not k.startswith("task.")}
+    return rows, flat
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def _load(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _stage(path: Path, fn, *args: Any) -> Any:
+    """Run ``fn`` unless its marker json exists; store its result with its wall time."""
+    if path.is_file():
+        return _load(path)
+    t0 = time.time()
+    out = fn(*args)
+    out = {"value": out, "wall_s": time.time() - t0}
+    atomic_save_json(path, out)
+    return out
+
+
+def checkpoints(run_dir: Path) -> list[dict]:
+    """Stored checkpoints (name, step, fraction, loss), by step, the final one last."""
+    from audioscale.train.checkpoint import list_checkpoints, read_sidecar
+
+    out = []
+    for step, fraction, path in list_checkpoints(run_dir):
+        meta = read_sidecar(path)
+        loss, held = meta.get("loss"), meta.get("heldout_loss")
+        out.append({"name": path.stem, "step": step, "fraction": fraction, "loss": loss,
+                    "heldout_loss": held})  # fmt: skip
+    return out
+
+
+def measure_checkpoint(run_dir: Path, c: dict, ctx: EvalContext, tasks: dict | None) -> dict:
+    from audioscale.embed.ours import RunEncoder
+
+    encoder = RunEncoder(run_dir, checkpoint=FINAL if c["name"] == FINAL else c["step"])
+    return measure_encoder(encoder, ctx, tasks if c["name"] == FINAL else None)
+
+
+def measure_encoder(encoder: Any, ctx: EvalContext, tasks: dict | None = None) -> dict:
+    return spectral_row(pool_matrix(encoder, ctx, tasks), ctx, ctx.pool_name)
+
+
+def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress: bool = False):
+    """Pretrain (resuming), measure every checkpoint, probe the final one; return the result
+    dict that ``Store.record`` takes (``run_id`` is filled in by ``run_job``)."""
+    from audioscale.embed.ours import RunEncoder
+    from audioscale.train.trainer import pretrain
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "done.json").is_file():
+        pretrain(cfg, run_dir, progress=progress, resume=True)
+    done = _load(run_dir / "done.json")
+    card = _load(run_dir / "model_card.json")
+    walls = [float(done.get("wall_s") or 0.0)]
+    spectral, tasks = [], None
+    for c in checkpoints(run_dir):
+        is_final = c["name"] == FINAL
+        marker = run_dir / "eval" / "spectral" / f"{c['name']}.json"
+        if is_final and ctx.task_dirs and not marker.is_file():
+            tasks = task_embeddings(RunEncoder(run_dir, checkpoint=FINAL), ctx)
+        out = _stage(marker, measure_checkpoint, run_dir, c, ctx, tasks)
+        walls.append(out["wall_s"])
+        spectral.append(out["value"] | {
+            "checkpoint": c["name"], "step": c["step"], "fraction": c["fraction"],
+            "is_final": is_final, "loss": c["loss"],
+        })  # fmt: skip
+    final = next((s for s in spectral if s["is_final"]), None)
+    if final is None:
+        raise AudioscaleError(f"{run_dir}: pretraining left no final checkpoint")
+    rows = run_train_rows(cfg)
+    extra = {k: final[k] for k in ("checkpoint", "step", "fraction", "is_final", "loss")}
+    sl = {}
+    for which, marker in ((TRAIN_SLICE, "spectral_train.json"),
+                          (HELDOUT_SLICE, "spectral_heldout.json")):  # fmt: skip
+        out = _stage(run_dir / "eval" / marker, slice_metrics, run_dir, cfg, final["n"], ctx, which)
+        walls.append(out["wall_s"])
+        sl[which] = out["value"] or {}
+        if out["value"]:
+            spectral.append(out["value"] | extra)
+    probes, suite = [], {}
+    if ctx.task_dirs:
+        marker = run_dir / "eval" / "probes.json"
+        if tasks is None and not marker.is_file():
+            tasks = task_embeddings(RunEncoder(run_dir, checkpoint=FINAL), ctx)
+        pr = _stage(marker, probe_rows, cfg.name, tasks, ctx)
+        walls.append(pr["wall_s"])
+        probes, suite = pr["value"]
+    info = trained_info(cfg, done, card, rows, ctx) | suite
+    tr, held = sl[TRAIN_SLICE], sl[HELDOUT_SLICE]
+    info |= {"rankme_train": tr.get("rankme"), "rankme_train_N": tr.get("n"),
+             "rankme_heldout": held.get("rankme")}  # fmt: skip
+    if tr and held:
+        info["rankme_gap_heldout"] = tr["rankme"] - held["rankme"]
+    info["wall_s"] = float(sum(walls))
+    return {
+        "run_id": None,
+        "kind": "trained",
+        "info": info,
+        "train_metrics": read_jsonl(run_dir / "metrics.jsonl"),
+        "spectral": spectral,
+        "probes": probes,
+    }
+
+
+def slice_metrics(run_dir: Path, cfg: RunConfig, n_cap: int, ctx: EvalContext, which: str):
+    """Spectral metrics of the final checkpoint on one of ``slices`` (None when empty)."""
+    from audioscale.embed.ours import RunEncoder
+
+    rows = slices(cfg, ctx, n_cap)[which]
+    if not rows:
+        return None
+    encoder = RunEncoder(run_dir, checkpoint=FINAL)
+    return spectral_row(extract_rows(encoder, rows, ctx, ctx.level).emb, ctx, which)
+
+
+def trained_info(cfg: RunConfig, done: dict, card: dict, rows: list[dict], ctx: EvalContext):
+    """Results columns of a trained run, from its model card and done.json."""
+    model = card.get("model", {})
+    params = card.get("params", {})
+    info = {k: model.get(k) for k in ("family", "preset", "width", "depth", "heads", "patch",
+                                      "mask_ratio")}  # fmt: skip
+    info |= {
+        "params": params.get("encoder"),
+        "params_nonembed": params.get("encoder_nonembed"),
+        "params_total": params.get("total"),
+        "flops_per_example": card.get("flops_per_example"),
+        "train_flops": done.get("flops"),
+        "steps": done.get("steps"),
+        "batch_size": done.get("batch_size"),
+        "lr": done.get("lr", card.get("lr")),
+        "clip_seconds": card.get("clip_seconds"),
+        "examples_seen": done.get("examples"),
+        "tokens_seen": done.get("tokens"),
+        "hours_seen": done.get("hours_seen"),
+        "data_hours": done.get("data_hours"),
+        "data_files": len(rows),
+        "epochs": done.get("epochs"),
+        "final_loss": done.get("final_loss"),
+        "heldout_loss": done.get("heldout_loss"),
+        "pool_overlap": pool_overlap(ctx.pool_rows, rows),
+    }
+    return info | context_info(ctx)
+
+
+def context_info(ctx: EvalContext) -> dict:
+    return {
+        "rankme_pool": ctx.pool_name,
+        "rankme_level": ctx.level,
+        "rankme_layer": ctx.layer,
+        "rankme_centred": ctx.centred,
+    }
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill: the trainer rewrites on resume
+            continue
+    return out
+
+
+def execute_baseline(job: Any, run_dir: str | Path, ctx: EvalContext) -> dict:
+    """Random-init encoder or log-mel statistics: measured and probed like a final
+    checkpoint (no training, so no intermediate checkpoints and no train slice)."""
+    cfg = job.config
+    t0 = time.time()
+    if job.kind == "random-init":
+        from audioscale.embed.ours import RandomInitEncoder
+        from audioscale.models.ladder import resolve
+
+        encoder = RandomInitEncoder(cfg.model, cfg.frontend, seed=cfg.train.seed)
+        model = resolve(cfg.model).model_dump(mode="json")
+        info = {k: model.get(k) for k in ("family", "preset", "width", "depth", "heads",
+                                          "patch")}  # fmt: skip
+        info |= encoder_params(cfg) | {"steps": 0, "examples_seen": 0, "hours_seen": 0.0,
+                                       "train_flops": 0.0, "epochs": 0.0}  # fmt: skip
+    else:
+        from audioscale.embed.baselines import LogMelStats
+
+        encoder = LogMelStats(cfg.frontend)
+        info = {"family": "logmel-stats", "preset": None, "params": 0, "params_nonembed": 0}
+    tasks = task_embeddings(encoder, ctx) if ctx.task_dirs else None
+    row = measure_encoder(encoder, ctx, tasks) | {
+        "checkpoint": FINAL, "step": 0, "fraction": 1.0, "is_final": True, "loss": None,
+    }  # fmt: skip
+    probes, suite = probe_rows(cfg.name, tasks, ctx) if tasks else ([], {})
+    info |= suite | context_info(ctx) | {"pool_overlap": False, "wall_s": time.time() - t0}
+    return {"run_id": job.run_id, "kind": job.kind, "info": info, "train_metrics": [],
+            "spectral": [row], "probes": probes}  # fmt: skip
+
+
+def encoder_params(cfg: RunConfig) -> dict:
+    """Parameter counts of the architecture (as the trainer's model card counts them)."""
+    from audioscale.models.accounting import count_params
+    from audioscale.models.mae import build_mae
+
+    p = count_params(build_mae(cfg.model, cfg.frontend))
+    return {"params": p.get("encoder"), "params_nonembed": p.get("encoder_nonembed"),
+            "params_total": p.get("total")}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def one_line(e: BaseException) -> str:
+    msg = str(e) if isinstance(e, AudioscaleError) else f"{type(e).__name__}: {e}"
+    return " ".join(msg.split())[:500]
+
+
+def run_job(job: Any, run_dir: str | Path, ctx: EvalContext, progress: bool = False) -> dict:
+    """Execute one job (or return its finished result.json); writes result.json, and on a
+    failure error.json + error.log before re-raising."""
+    run_dir = Path(run_dir)
+    result_path = run_dir / "result.json"
+    if result_path.is_file():
+        result = _load(result_path)
+        if result.get("run_id") == job.run_id:
+            return result
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "error.json").unlink(missing_ok=True)
+    try:
+        if job.kind == "trained":
+            result = execute_run(job.config, run_dir, ctx, progress=progress)
+        else:
+            result = execute_baseline(job, run_dir, ctx)
+    except BaseException as e:
+        atomic_save_json(run_dir / "error.json", {"error": one_line(e), "time": time.time()})
+        (run_dir / "error.log").write_text(traceback.format_exc())
+        raise
+    result["run_id"] = job.run_id
+    atomic_save_json(result_path, result)
+    return result

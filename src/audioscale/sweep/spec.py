@@ -1,0 +1,329 @@
+"""Sweep specs: a base RunConfig plus axes, expanded into validated jobs.
+
+A sweep YAML looks like::
+
+    name: demo
+    base: {data: {pool: data/demo/pool}, train: {steps: 300}}   # a RunConfig dict
+    axes: {size: [atto, pico], data_hours: [0.1, 0.5]}          # grid product
+    zip:                                                        # varied together
+      - {model.width: [64, 128], model.heads: [2, 4]}
+    runs: [{size: nano, steps: 600}]                            # explicit extra runs
+    baselines: {random_init: true, logmel_stats: true}
+    study: {workers: 2}
+
+Choices:
+- The grid is the product of every axis and every zip group (a zip group counts as one
+  axis whose i-th point sets all its keys' i-th values). ``runs`` are appended after
+  the grid, each applied on top of ``base`` alone. Axes in file order; the last axis
+  varies fastest.
+- Keys are dotted RunConfig paths or the named shorthands in ``SHORTHANDS``.
+- Every expanded run is validated as a RunConfig before any work; a bad key or value
+  raises one ConfigError line naming the key and the run index.
+- ``eval`` settings may not vary across a sweep: every run is measured on the same pool
+  with the same options, so its numbers are comparable.
+- Run id = readable slug + 12-hex config hash (``pico-h0p5-s300-3f9a2c1b7e01``): the slug
+  says what is inside, the hash (RunConfig.run_hash, name excluded) is the identity.
+- Baselines (on by default): one random-init encoder per distinct architecture (model
+  and frontend; the training-only keys mask_ratio and norm_pix_loss excluded, seed of
+  the first run using it) and one log-mel-statistics baseline per distinct frontend.
+  They are measured and probed like trained runs, with ``kind`` naming them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from audioscale.config import RunConfig, Strict, apply_overrides, config_hash, load_yaml, validate
+from audioscale.errors import ConfigError
+
+SHORTHANDS = {
+    "size": "model.preset",
+    "width": "model.width",
+    "depth": "model.depth",
+    "heads": "model.heads",
+    "data_hours": "data.hours",
+    "steps": "train.steps",
+    "examples": "train.examples",
+    "flops": "train.flops",
+    "clip": "data.clip_seconds",
+    "mask": "model.mask_ratio",
+    "patch": "model.patch",
+    "family": "model.family",
+    "seed": "train.seed",
+    "lr": "train.lr",
+}
+
+KINDS = ("trained", "random-init", "baseline")
+
+
+class Baselines(Strict):
+    """Reference encoders measured beside the trained runs (DESIGN: name the random-init value)."""
+
+    random_init: bool = True
+    logmel_stats: bool = True
+
+
+class StudySettings(Strict):
+    """How a sweep is executed and what its shared evaluation pool is."""
+
+    workers: int = Field(1, gt=0)
+    executor: Literal["local", "ray"] = "local"
+    threads_per_worker: int = Field(1, gt=0)  # torch threads per worker process on CPU
+    gpus_per_run: float = Field(0.0, ge=0)  # Ray only; local workers get one GPU each if any
+    max_retries: int = Field(2, ge=0)  # Ray: retries of a run whose worker was lost
+    eval_pool: str | None = None  # pool folder/manifest for RankMe; None: base data.pool
+    eval_split: str = "heldout"  # the pool split that joins the eval pool
+    eval_include_tasks: bool = True  # all task clips (labels unused) join the eval pool
+    demo: Literal["small", "full"] | None = None  # build the demo corpus first (study)
+    demo_dir: str = "data/demo"
+
+
+class SweepFile(Strict):
+    name: str = "sweep"
+    base: dict[str, Any] = Field(default_factory=dict)
+    axes: dict[str, list[Any]] = Field(default_factory=dict)
+    zip: list[dict[str, list[Any]]] = Field(default_factory=list)
+    runs: list[dict[str, Any]] = Field(default_factory=list)
+    baselines: Baselines = Field(default_factory=Baselines)
+    study: StudySettings = Field(default_factory=StudySettings)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: a trained run or a baseline encoder, with its id and config."""
+
+    run_id: str
+    kind: str  # trained | random-init | baseline
+    config: RunConfig
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass
+class Sweep:
+    name: str
+    base: RunConfig
+    jobs: list[Job]
+    settings: StudySettings
+    baselines: Baselines
+    source: str = ""
+    description: str = ""
+    overrides: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def trained(self) -> list[Job]:
+        return [j for j in self.jobs if j.kind == "trained"]
+
+    def spec_hash(self) -> str:
+        return config_hash([[j.run_id, j.kind] for j in self.jobs])
+
+
+# --------------------------------------------------------------------------- expansion
+
+
+def canonical_key(key: str) -> str:
+    return SHORTHANDS.get(key, key)
+
+
+def grid_points(spec: SweepFile) -> list[dict[str, Any]]:
+    """Override dicts (dotted keys) of the grid: product of axes and zip groups."""
+    dims: list[list[dict[str, Any]]] = []
+    for key, values in spec.axes.items():
+        if not values:
+            raise ConfigError(f"axes.{key}", "axis has no values")
+        dims.append([{canonical_key(key): v} for v in values])
+    for gi, group in enumerate(spec.zip):
+        lengths = {k: len(v) for k, v in group.items()}
+        if not group or len(set(lengths.values())) != 1:
+            raise ConfigError(f"zip[{gi}]", f"lists must have one equal length, got {lengths}")
+        n = next(iter(lengths.values()))
+        dims.append([{canonical_key(k): v[i] for k, v in group.items()} for i in range(n)])
+    if not dims:
+        return [] if spec.runs else [{}]
+    return [_merge(point) for point in itertools.product(*dims)]
+
+
+def _merge(parts: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in parts:
+        out.update(p)
+    return out
+
+
+def _apply(base: dict, overrides: dict[str, Any]) -> dict:
+    items = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+    return apply_overrides(base, items)
+
+
+def run_config(base: dict, overrides: dict[str, Any], index: int) -> RunConfig:
+    """Validate base + overrides; errors name the run index and the key."""
+    try:
+        return validate(RunConfig, _apply(base, overrides))
+    except ConfigError as e:
+        raise ConfigError(f"run {index}: {e.key}", e.reason) from None
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _num(v: Any) -> str:
+    """Numbers in names: ``0.5`` → ``0p5`` (no dots: tools that treat the text after a dot
+    as a file suffix, e.g. ``Path.with_suffix``, would cut the name)."""
+    return (f"{v:g}" if isinstance(v, float) else str(v)).replace(".", "p")
+
+
+def size_tag(cfg: RunConfig) -> str:
+    m = cfg.model
+    if m.width is None and m.depth is None and m.preset:
+        return m.preset
+    tag = (f"w{m.width}" if m.width else "") + (f"d{m.depth}" if m.depth else "")
+    return f"{m.preset}-{tag}" if m.preset else tag
+
+
+def budget_tag(cfg: RunConfig) -> str:
+    t = cfg.train
+    if t.steps is not None:
+        return f"s{t.steps}"
+    if t.examples is not None:
+        return f"e{t.examples}"
+    if t.hours is not None:
+        return f"th{_num(t.hours)}"
+    return f"f{t.flops:.0e}".replace("+", "")
+
+
+_SHORT = {
+    "data.clip_seconds": "c",
+    "model.mask_ratio": "m",
+    "train.seed": "seed",
+    "train.lr": "lr",
+    "model.heads": "hd",
+}
+_ALWAYS = {"model.preset", "model.width", "model.depth", "data.hours"}
+_ALWAYS |= {"train.steps", "train.examples", "train.hours", "train.flops"}
+
+
+def slug(cfg: RunConfig, varied: list[str]) -> str:
+    """Readable name: size, data hours, budget, then every other key the sweep varies."""
+    hours = cfg.data.hours
+    parts = [size_tag(cfg), f"h{_num(hours)}" if hours is not None else "hall", budget_tag(cfg)]
+    for key in varied:
+        if key in _ALWAYS:
+            continue
+        value = _get(cfg.model_dump(mode="json"), key)
+        if value is None:  # unset here (the preset's value), named by the size tag
+            continue
+        if key in ("model.patch", "model.family"):
+            parts.append(str(value))
+        else:
+            parts.append(f"{_SHORT.get(key, key.split('.')[-1])}{_num(value)}")
+    text = "-".join(parts)
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text)[:80]
+
+
+def _get(d: dict, dotted: str) -> Any:
+    node: Any = d
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def run_id(cfg: RunConfig) -> str:
+    return f"{cfg.name}-{cfg.run_hash()}"
+
+
+# --------------------------------------------------------------------------- baselines
+
+_TRAIN_ONLY_MODEL_KEYS = {"mask_ratio", "norm_pix_loss"}
+
+
+def architecture(cfg: RunConfig) -> dict:
+    model = cfg.model.model_dump(mode="json", exclude=_TRAIN_ONLY_MODEL_KEYS)
+    return {"model": model, "frontend": cfg.frontend.model_dump(mode="json")}
+
+
+def baseline_jobs(trained: list[Job], baselines: Baselines) -> list[Job]:
+    jobs: list[Job] = []
+    seen: set[str] = set()
+    if baselines.random_init:
+        for job in trained:
+            cfg = job.config
+            key = config_hash({"kind": "random-init", **architecture(cfg), "seed": cfg.train.seed})
+            if key in seen:
+                continue
+            seen.add(key)
+            name = f"random-{size_tag(cfg)}"
+            bcfg = cfg.model_copy(update={"name": name})
+            jobs.append(Job(f"{name}-{key}", "random-init", bcfg))
+    if baselines.logmel_stats:
+        for job in trained:
+            cfg = job.config
+            key = config_hash({"kind": "logmel-stats", "frontend": architecture(cfg)["frontend"]})
+            if key in seen:
+                continue
+            seen.add(key)
+            bcfg = cfg.model_copy(update={"name": "logmel-stats"})
+            jobs.append(Job(f"logmel-stats-{key}", "baseline", bcfg))
+    return jobs
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def load_sweep(source: str | Path | dict) -> Sweep:
+    """Parse, expand and validate a sweep (YAML path or dict) into jobs; no work is done."""
+    raw = source if isinstance(source, dict) else load_yaml(source)
+    spec: SweepFile = validate(SweepFile, raw)
+    base = validate(RunConfig, spec.base)
+    points = grid_points(spec) + [
+        {canonical_key(k): v for k, v in run.items()} for run in spec.runs
+    ]
+    varied = _varied_keys(points)
+    jobs: list[Job] = []
+    seen: dict[str, int] = {}
+    for i, overrides in enumerate(points):
+        cfg = run_config(spec.base, overrides, i)
+        if cfg.eval != base.eval:
+            raise ConfigError(f"run {i}: eval", "eval settings cannot vary within a sweep")
+        cfg = cfg.model_copy(update={"name": slug(cfg, varied)})
+        rid = run_id(cfg)
+        if rid in seen:  # the same config twice (e.g. an explicit run equal to a grid point)
+            continue
+        seen[rid] = i
+        jobs.append(Job(rid, "trained", cfg))
+    if not jobs:
+        raise ConfigError("axes", "the sweep expands to no runs")
+    jobs += baseline_jobs(jobs, spec.baselines)
+    return Sweep(
+        name=spec.name,
+        base=base,
+        jobs=jobs,
+        settings=spec.study,
+        baselines=spec.baselines,
+        source=str(source) if not isinstance(source, dict) else "<dict>",
+        description=spec.description,
+        overrides=points,
+    )
+
+
+def _varied_keys(points: list[dict[str, Any]]) -> list[str]:
+    keys: list[str] = []
+    for p in points:
+        for k in p:
+            if k not in keys:
+                keys.append(k)
+    return [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in points}) > 1]
+
+
+def expand(sweep_yaml: str | Path | dict) -> list[RunConfig]:
+    """The trained runs of a sweep as validated RunConfigs (names = readable slugs)."""
+    return [j.config for j in load_sweep(sweep_yaml).trained]

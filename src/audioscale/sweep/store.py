@@ -1,0 +1,438 @@
+"""The study store: one SQLite file (``study.db``) with every run, metric and score.
+
+Choices:
+- WAL journal, ``synchronous=FULL``, every write in one ``BEGIN IMMEDIATE`` transaction:
+  a process killed at any instant leaves the store as it was before or after a write.
+- Only the sweep's parent process writes (workers put a ``result.json`` in their run
+  folder and the parent records it), so there is never write contention.
+- Recording a run is idempotent: its rows in every table are deleted and re-inserted in
+  the same transaction, so a replayed record replaces and never duplicates.
+- Values that are not plain columns (settings, run_info values) are stored as JSON text.
+- ``results()`` is the results-table contract of docs/ARCHITECTURE.md: one row per done
+  run (baselines included, marked by ``kind``), missing values None.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from audioscale.errors import DataError
+from audioscale.utils import atomic_write_bytes, atomic_write_text
+
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "running", "done", "failed")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'trained',
+  config TEXT NOT NULL, hash TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'pending'
+    CHECK (status IN ('pending', 'running', 'done', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0, started REAL, finished REAL, wall_s REAL,
+  error TEXT, host TEXT, pid INTEGER, created REAL
+);
+CREATE TABLE IF NOT EXISTS train_metrics (
+  run_id TEXT NOT NULL, step INTEGER NOT NULL, loss REAL, lr REAL, examples REAL,
+  tokens REAL, flops REAL, hours REAL, epochs REAL, ex_per_s REAL, extra TEXT,
+  PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS spectral (
+  run_id TEXT NOT NULL, checkpoint TEXT NOT NULL, step INTEGER, fraction REAL,
+  is_final INTEGER NOT NULL DEFAULT 0, pool TEXT NOT NULL, level TEXT NOT NULL,
+  layer INTEGER NOT NULL, centred INTEGER NOT NULL, n INTEGER, k INTEGER, route TEXT,
+  rankme REAL, alpha_req REAL, nesum REAL, stable_rank REAL, participation_ratio REAL,
+  loss REAL,
+  PRIMARY KEY (run_id, checkpoint, pool, level, layer, centred)
+);
+CREATE TABLE IF NOT EXISTS probes (
+  run_id TEXT NOT NULL, task TEXT NOT NULL, protocol TEXT NOT NULL, metric TEXT,
+  score REAL, n_test INTEGER, domain TEXT, settings TEXT,
+  PRIMARY KEY (run_id, task, protocol)
+);
+CREATE TABLE IF NOT EXISTS run_info (
+  run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (run_id, key)
+);
+"""
+
+RESULT_COLUMNS = [
+    "run_id", "name", "family", "preset", "width", "depth", "heads", "patch", "mask_ratio",
+    "clip_seconds", "seed", "params", "params_nonembed", "flops_per_example", "train_flops",
+    "steps", "batch_size", "lr", "examples_seen", "hours_seen", "data_hours", "epochs",
+    "final_loss", "heldout_loss", "rankme", "rankme_N", "rankme_K", "rankme_pool",
+    "pool_overlap", "rankme_train", "rankme_gap", "alpha_req", "nesum", "stable_rank",
+    "participation_ratio", "suite", "suite_linear", "suite_knn", "suite_weighted",
+    "domain_speech", "domain_music", "domain_environment", "kind",
+]  # fmt: skip
+SPECTRAL_KEYS = ["rankme", "alpha_req", "nesum", "stable_rank", "participation_ratio"]
+TRAIN_COLS = ["loss", "lr", "examples", "tokens", "flops", "hours", "epochs", "ex_per_s"]
+CONTEXT_KEYS = ("rankme_pool", "rankme_level", "rankme_layer", "rankme_centred")
+CHECKPOINT_COLUMNS = ["run_id", "step", "fraction", *SPECTRAL_KEYS, "loss"]
+
+
+def _config_columns(config: dict) -> dict[str, Any]:
+    """Results columns that come straight from a run's RunConfig (resolved values in
+    run_info, written by the run from its model card, take precedence)."""
+    model, data, train = config.get("model", {}), config.get("data", {}), config.get("train", {})
+    return {
+        "family": model.get("family"),
+        "preset": model.get("preset"),
+        "width": model.get("width"),
+        "depth": model.get("depth"),
+        "heads": model.get("heads"),
+        "patch": model.get("patch"),
+        "mask_ratio": model.get("mask_ratio"),
+        "clip_seconds": data.get("clip_seconds"),
+        "seed": train.get("seed"),
+        "steps": train.get("steps"),
+        "batch_size": train.get("batch_size"),
+        "lr": train.get("lr"),
+        "data_hours": data.get("hours"),
+    }
+
+
+class Store:
+    """``Store(study_dir / "study.db")``; creates the schema on first use."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA busy_timeout=60000")
+        with self.tx():
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            row = self.db.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] != SCHEMA_VERSION:
+                raise DataError(
+                    f"{self.path}: store schema version {row[0]}, this audioscale reads "
+                    f"{SCHEMA_VERSION}"
+                )
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it lands, or none of it."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ meta
+
+    def set_meta(self, **items: Any) -> None:
+        with self.tx() as db:
+            for k, v in items.items():
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
+
+    def meta(self) -> dict[str, Any]:
+        return {r[0]: json.loads(r[1]) for r in self.db.execute("SELECT key, value FROM meta")}
+
+    # ------------------------------------------------------------------ run status
+
+    def add_runs(self, jobs: list[Any]) -> int:
+        """Register jobs (``.run_id, .kind, .config``) as pending; existing ones untouched."""
+        added = 0
+        with self.tx() as db:
+            for job in jobs:
+                cfg = job.config.model_dump(mode="json")
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO runs (run_id, name, kind, config, hash, status, created)"
+                    " VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                    (job.run_id, job.config.name, job.kind, json.dumps(cfg, sort_keys=True),
+                     job.config.run_hash(), time.time()),
+                )  # fmt: skip
+                added += cur.rowcount
+        return added
+
+    def mark_running(self, run_id: str, pid: int | None = None) -> None:
+        with self.tx() as db:
+            db.execute(
+                "UPDATE runs SET status='running', attempts=attempts+1, started=?, finished=NULL,"
+                " error=NULL, host=?, pid=? WHERE run_id=?",
+                (time.time(), socket.gethostname(), pid or os.getpid(), run_id),
+            )
+
+    def mark_failed(self, run_id: str, error: str, wall_s: float | None = None) -> None:
+        line = " ".join(str(error).split())[:500] or "failed (no reason given)"
+        with self.tx() as db:
+            db.execute(
+                "UPDATE runs SET status='failed', error=?, finished=?, wall_s=? WHERE run_id=?",
+                (line, time.time(), wall_s, run_id),
+            )
+
+    def reset(self, statuses: tuple[str, ...] = ("running",)) -> int:
+        """Put runs in ``statuses`` back to pending (stale 'running' after a crash, or
+        'failed' for --retry-failed). Their recorded rows stay until re-recorded."""
+        marks = ",".join("?" * len(statuses))
+        with self.tx() as db:
+            cur = db.execute(
+                f"UPDATE runs SET status='pending', error=NULL, pid=NULL WHERE status IN ({marks})",
+                statuses,
+            )
+        return cur.rowcount
+
+    def record(self, result: dict[str, Any], wall_s: float | None = None) -> None:
+        """Store a run's result (the run folder's result.json) and mark it done, atomically.
+        Re-recording replaces the run's rows."""
+        rid = result["run_id"]
+        with self.tx() as db:
+            for table in ("train_metrics", "spectral", "probes", "run_info"):
+                db.execute(f"DELETE FROM {table} WHERE run_id=?", (rid,))
+            for row in _merge_steps(result.get("train_metrics", [])):
+                extra = {k: v for k, v in row.items() if k not in TRAIN_COLS and k != "step"}
+                db.execute(
+                    "INSERT INTO train_metrics VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (rid, int(row["step"]), *[_num(row.get(c)) for c in TRAIN_COLS],
+                     json.dumps(extra) if extra else None),
+                )  # fmt: skip
+            for s in result.get("spectral", []):
+                db.execute(
+                    "INSERT OR REPLACE INTO spectral VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (rid, s["checkpoint"], s.get("step"), s.get("fraction"),
+                     int(bool(s.get("is_final"))), s["pool"], s["level"], int(s["layer"]),
+                     int(bool(s["centred"])), s.get("n"), s.get("k"), s.get("route"),
+                     *[_num(s.get(k)) for k in SPECTRAL_KEYS], _num(s.get("loss"))),
+                )  # fmt: skip
+            for p in result.get("probes", []):
+                db.execute(
+                    "INSERT OR REPLACE INTO probes VALUES (?,?,?,?,?,?,?,?)",
+                    (rid, p["task"], p["protocol"], p.get("metric"), _num(p.get("score")),
+                     p.get("n_test"), p.get("domain"),
+                     json.dumps(p.get("settings", {}), sort_keys=True)),
+                )  # fmt: skip
+            for k, v in result.get("info", {}).items():
+                db.execute("INSERT INTO run_info VALUES (?,?,?)", (rid, k, json.dumps(v)))
+            db.execute(
+                "UPDATE runs SET status='done', error=NULL, finished=?, wall_s=? WHERE run_id=?",
+                (time.time(), wall_s, rid),
+            )
+
+    # ------------------------------------------------------------------ reading
+
+    def runs(self, status: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT * FROM runs" + (" WHERE status=?" if status else "") + " ORDER BY rowid"
+        rows = [dict(r) for r in self.db.execute(q, (status,) if status else ())]
+        for r in rows:
+            r["config"] = json.loads(r["config"])
+        return rows
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        for status, n in self.db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"):
+            out[status] = n
+        return out
+
+    def info(self, run_id: str) -> dict[str, Any]:
+        rows = self.db.execute("SELECT key, value FROM run_info WHERE run_id=?", (run_id,))
+        return {k: json.loads(v) for k, v in rows}
+
+    def train_metrics(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT * FROM train_metrics WHERE run_id=? ORDER BY step", (run_id,)
+        )
+        return [dict(r) for r in rows]
+
+    def spectral(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT * FROM spectral" + (" WHERE run_id=?" if run_id else "")
+        rows = self.db.execute(q + " ORDER BY run_id, fraction, pool", (run_id,) if run_id else ())
+        return [dict(r) for r in rows]
+
+    def probes(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT * FROM probes" + (" WHERE run_id=?" if run_id else "")
+        rows = [dict(r) for r in self.db.execute(q + " ORDER BY run_id, task, protocol",
+                                                 (run_id,) if run_id else ())]  # fmt: skip
+        for r in rows:
+            r["settings"] = json.loads(r["settings"] or "{}")
+        return rows
+
+    def _primary(self, info: dict[str, Any]) -> tuple:
+        return (
+            info.get("rankme_pool"),
+            info.get("rankme_level", "clip"),
+            int(info.get("rankme_layer", -1)),
+            int(bool(info.get("rankme_centred", False))),
+        )
+
+    def results(self) -> list[dict[str, Any]]:
+        """One row per done run: the results table of docs/ARCHITECTURE.md."""
+        out = []
+        for run in self.runs("done"):
+            rid = run["run_id"]
+            info = self.info(rid)
+            row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
+            row.update(_config_columns(run["config"]))
+            row.update({k: v for k, v in info.items() if k not in CONTEXT_KEYS})
+            row.update(run_id=rid, name=run["name"], kind=run["kind"])
+            pool, level, layer, centred = self._primary(info)
+            final = self.db.execute(
+                "SELECT * FROM spectral WHERE run_id=? AND is_final=1 AND pool=? AND level=?"
+                " AND layer=? AND centred=?",
+                (rid, pool, level, layer, centred),
+            ).fetchone()
+            if final is not None:
+                row.update({k: final[k] for k in SPECTRAL_KEYS})
+                row.update(rankme_N=final["n"], rankme_K=final["k"], rankme_pool=pool)
+            row["rankme_train"] = info.get("rankme_train")
+            if row["rankme_train"] is not None and row["rankme"] is not None:
+                row["rankme_gap"] = row["rankme_train"] - row["rankme"]
+            for p in self.probes(rid):
+                row[f"task.{p['task']}.{p['protocol']}"] = p["score"]
+            out.append(row)
+        return out
+
+    def checkpoint_metrics(self) -> list[dict[str, Any]]:
+        """Spectral metrics at every stored checkpoint of trained runs, on each run's
+        primary pool and options (the early-training question)."""
+        out = []
+        for run in self.runs("done"):
+            if run["kind"] != "trained":
+                continue
+            pool, level, layer, centred = self._primary(self.info(run["run_id"]))
+            rows = self.db.execute(
+                "SELECT * FROM spectral WHERE run_id=? AND pool=? AND level=? AND layer=?"
+                " AND centred=? ORDER BY fraction, step",
+                (run["run_id"], pool, level, layer, centred),
+            )
+            out += [{k: r[k] for k in CHECKPOINT_COLUMNS} for r in rows]
+        return out
+
+    def status(self, workers: int | None = None) -> dict[str, Any]:
+        """Counts by state, failed runs with reasons, and an ETA in seconds (mean wall time
+        of done runs of the same kind × remaining runs / workers; running runs count their
+        elapsed time as done)."""
+        runs = self.runs()
+        workers = workers or int(self.meta().get("workers", 1) or 1)
+        walls: dict[str, list[float]] = {}
+        for r in runs:
+            if r["status"] == "done" and r["wall_s"] is not None:
+                walls.setdefault(r["kind"], []).append(r["wall_s"])
+        every = [w for ws in walls.values() for w in ws]
+        eta: float | None = 0.0
+        now = time.time()
+        for r in runs:
+            if r["status"] not in ("pending", "running"):
+                continue
+            ws = walls.get(r["kind"]) or every
+            if not ws:
+                eta = None
+                break
+            mean = sum(ws) / len(ws)
+            if r["status"] == "running" and r["started"]:
+                mean = max(0.0, mean - (now - r["started"]))
+            eta += mean
+        return {
+            "study_db": str(self.path),
+            "total": len(runs),
+            "counts": self.counts(),
+            "failed": [
+                {"run_id": r["run_id"], "error": r["error"], "attempts": r["attempts"]}
+                for r in runs
+                if r["status"] == "failed"
+            ],
+            "running": [r["run_id"] for r in runs if r["status"] == "running"],
+            "workers": workers,
+            "mean_wall_s": (sum(every) / len(every)) if every else None,
+            "eta_s": None if eta is None else eta / workers,
+        }
+
+    # ------------------------------------------------------------------ exports
+
+    def export(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write results.csv (always) and results.parquet (when pyarrow is installed)."""
+        out_dir = Path(out_dir)
+        rows = self.results()
+        cols = result_columns(rows)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({c: _csv(r.get(c)) for c in cols})
+        paths = {"csv": out_dir / "results.csv"}
+        atomic_write_text(paths["csv"], buf.getvalue())
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            return paths
+        table = pa.Table.from_pylist([{c: r.get(c) for c in cols} for r in rows])
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        paths["parquet"] = out_dir / "results.parquet"
+        atomic_write_bytes(paths["parquet"], sink.getvalue().to_pybytes())
+        return paths
+
+
+def result_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Contract columns first, then per-task columns (sorted), then any extras (sorted)."""
+    keys = {k for r in rows for k in r}
+    tasks = sorted(k for k in keys if k.startswith("task."))
+    extras = sorted(keys - set(RESULT_COLUMNS) - set(tasks))
+    return RESULT_COLUMNS + tasks + extras
+
+
+EX_PER_S = ("ex/s", "ex_s", "examples_per_s", "ex_per_sec")
+
+
+def _merge_steps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """metrics.jsonl may hold several lines per step (train, held-out): merge them."""
+    merged: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        if "step" not in r:
+            continue
+        r = {
+            ("ex_per_s" if k in ("ex/s", "ex_s", "examples_per_s") else k): v for k, v in r.items()
+        }
+        merged.setdefault(int(r["step"]), {}).update(r)
+    return [merged[s] for s in sorted(merged)]
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _csv(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, dict | list):
+        return json.dumps(v)
+    return v
+
+
+def open_store(study_dir: str | Path) -> Store:
+    return Store(Path(study_dir) / "study.db")

@@ -1,0 +1,180 @@
+"""The SQLite store: schema, idempotent records, results contract, status/ETA, exports."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+
+import pytest
+
+from audioscale.sweep.spec import load_sweep
+from audioscale.sweep.store import CHECKPOINT_COLUMNS, RESULT_COLUMNS, Store
+
+SPEC = {
+    "base": {"train": {"steps": 20}, "model": {"preset": "atto"}},
+    "axes": {"steps": [10, 20]},
+}
+
+
+def fake_result(run_id: str, rankme: float, kind: str = "trained") -> dict:
+    pool = "pool-heldout+tasks-abc"
+    spectral = [
+        {"checkpoint": name, "step": step, "fraction": frac, "is_final": name == "final",
+         "pool": pool, "level": "clip", "layer": -1, "centred": False, "n": 100, "k": 64,
+         "route": "svd", "rankme": rankme * frac, "alpha_req": 1.1, "nesum": 3.0,
+         "stable_rank": 2.0, "participation_ratio": 4.0, "loss": 1.0 - frac / 2}
+        for name, step, frac in [("step_000005", 5, 0.25), ("final", 20, 1.0)]
+    ]  # fmt: skip
+    spectral.append(dict(spectral[-1], pool="train-slice", rankme=rankme + 2.0))
+    return {
+        "run_id": run_id,
+        "kind": kind,
+        "info": {
+            "params": 1000,
+            "epochs": 2.5,
+            "rankme_pool": pool,
+            "rankme_level": "clip",
+            "rankme_layer": -1,
+            "rankme_centred": False,
+            "rankme_train": rankme + 2.0,
+            "suite": 0.5,
+            "pool_overlap": False,
+            "width": 64,
+            "wall_s": 1.5,
+        },  # fmt: skip
+        "train_metrics": [
+            {"step": 10, "loss": 0.9, "lr": 1e-3, "ex/s": 50.0},
+            {"step": 20, "loss": 0.8},
+            {"step": 20, "heldout_loss": 0.85},  # a second line for the same step merges
+        ],
+        "spectral": spectral,
+        "probes": [
+            {
+                "task": "pitch",
+                "protocol": "linear",
+                "metric": "accuracy",
+                "score": 0.4,
+                "n_test": 30,
+                "domain": "music",
+                "settings": {"epochs": 10},
+            },
+            {
+                "task": "pitch",
+                "protocol": "knn",
+                "metric": "accuracy",
+                "score": 0.3,
+                "n_test": 30,
+                "domain": "music",
+                "settings": {"k": 10},
+            },
+        ],  # fmt: skip
+    }
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "study.db")
+    yield s
+    s.close()
+
+
+def _jobs():
+    return load_sweep(SPEC | {"baselines": {"random_init": False, "logmel_stats": False}}).jobs
+
+
+def test_schema_wal_and_version(store, tmp_path):
+    db = sqlite3.connect(tmp_path / "study.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"runs", "train_metrics", "spectral", "probes", "run_info", "meta"} <= tables
+    Store(tmp_path / "study.db").close()  # reopening keeps one version row
+    assert db.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
+
+
+def test_add_runs_is_idempotent_and_status_flow(store):
+    jobs = _jobs()
+    assert store.add_runs(jobs) == 2
+    assert store.add_runs(jobs) == 0
+    a, b = jobs
+    store.mark_running(a.run_id)
+    store.mark_running(b.run_id)
+    store.mark_failed(b.run_id, "ValueError: boom\nsecond line", 2.0)
+    assert store.counts() == {"pending": 0, "running": 1, "done": 0, "failed": 1}
+    failed = store.runs("failed")[0]
+    assert failed["error"] == "ValueError: boom second line" and failed["attempts"] == 1
+    assert store.reset(("running",)) == 1
+    assert store.counts()["pending"] == 1
+    assert store.reset(("failed",)) == 1
+    assert store.runs()[1]["error"] is None
+
+
+def test_record_replaces_never_duplicates(store):
+    jobs = _jobs()
+    store.add_runs(jobs)
+    rid = jobs[0].run_id
+    for _ in range(3):
+        store.record(fake_result(rid, 10.0), wall_s=1.0)
+    assert len(store.train_metrics(rid)) == 2
+    merged = store.train_metrics(rid)[1]
+    assert merged["loss"] == 0.8 and '"heldout_loss": 0.85' in merged["extra"]
+    assert store.train_metrics(rid)[0]["ex_per_s"] == 50.0
+    assert len(store.spectral(rid)) == 3 and len(store.probes(rid)) == 2
+    store.record(fake_result(rid, 12.0))  # a new value replaces the old one
+    assert [r["rankme"] for r in store.results()] == [12.0]
+
+
+def test_results_contract(store):
+    jobs = _jobs()
+    store.add_runs(jobs)
+    store.record(fake_result(jobs[0].run_id, 10.0))
+    rows = store.results()
+    assert len(rows) == 1  # only done runs
+    row = rows[0]
+    assert list(row)[: len(RESULT_COLUMNS)] == RESULT_COLUMNS
+    assert row["rankme"] == 10.0 and row["rankme_N"] == 100 and row["rankme_K"] == 64
+    assert row["rankme_pool"] == "pool-heldout+tasks-abc"
+    assert row["rankme_train"] == 12.0 and row["rankme_gap"] == pytest.approx(2.0)
+    assert row["task.pitch.linear"] == 0.4 and row["task.pitch.knn"] == 0.3
+    assert row["kind"] == "trained" and row["preset"] == "atto" and row["steps"] == 10
+    assert row["width"] == 64 and row["epochs"] == 2.5 and row["pool_overlap"] is False
+    assert row["domain_music"] is None  # missing → None
+    ck = store.checkpoint_metrics()
+    assert [c["fraction"] for c in ck] == [0.25, 1.0]  # train-slice pool excluded
+    assert list(ck[0]) == CHECKPOINT_COLUMNS and ck[0]["rankme"] == 2.5 and ck[0]["loss"] == 0.875
+
+
+def test_status_eta(store):
+    jobs = _jobs()
+    store.add_runs(jobs)
+    st = store.status(workers=2)
+    assert st["eta_s"] is None and st["counts"]["pending"] == 2  # no timing yet
+    store.record(fake_result(jobs[0].run_id, 10.0), wall_s=30.0)
+    st = store.status(workers=2)
+    assert st["eta_s"] == pytest.approx(15.0)  # one run of mean 30 s left over 2 workers
+    assert st["mean_wall_s"] == 30.0 and st["total"] == 2
+
+
+def test_exports_csv_and_parquet(store, tmp_path):
+    jobs = _jobs()
+    store.add_runs(jobs)
+    for j, r in zip(jobs, [10.0, 20.0], strict=True):
+        store.record(fake_result(j.run_id, r))
+    paths = store.export(tmp_path)
+    with open(paths["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["rankme"]) for r in rows] == [10.0, 20.0]
+    assert {"task.pitch.linear", "epochs", "pool_overlap", "rankme_gap"} <= set(rows[0])
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pq.read_table(paths["parquet"])
+    assert table.num_rows == 2 and table.column("rankme").to_pylist() == [10.0, 20.0]
+
+
+def test_failed_transaction_leaves_nothing(store):
+    jobs = _jobs()
+    store.add_runs(jobs)
+    bad = fake_result(jobs[0].run_id, 10.0)
+    bad["probes"].append({"protocol": "linear"})  # no task: KeyError mid-transaction
+    with pytest.raises(KeyError):
+        store.record(bad)
+    assert store.spectral() == [] and store.counts()["pending"] == 2

@@ -1,0 +1,106 @@
+"""Crash safety, short version: SIGKILL the sweep process (and so its workers) three times
+at points of progress (training, evaluation, store writes), restart it each time; at the
+end every run is in the store exactly once with the results of an uninterrupted run.
+bench/kill_test.py is the long version with random kill points."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from sweep_helpers import make_corpus, tiny_spec
+
+from audioscale.sweep.local import set_threads
+from audioscale.sweep.run import build_eval_context, run_job
+from audioscale.sweep.spec import load_sweep
+from audioscale.sweep.store import Store
+
+VOLATILE = {"wall_s"}  # timings are the only values allowed to differ
+
+
+def progress(study: Path) -> int:
+    """Files that mark finished work (checkpoints, stage markers, results) + done runs."""
+    n = sum(1 for _ in study.glob("runs/*/checkpoints/*.json"))
+    n += sum(1 for _ in study.glob("runs/*/eval/**/*.json"))
+    n += sum(1 for _ in study.glob("runs/*/result.json"))
+    if (study / "study.db").is_file():
+        db = sqlite3.connect(study / "study.db", timeout=30)
+        try:
+            n += db.execute("SELECT COUNT(*) FROM runs WHERE status='done'").fetchone()[0]
+        except sqlite3.OperationalError:  # schema not there yet
+            pass
+        db.close()
+    return n
+
+
+def start(spec: Path, out: Path, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "audioscale", "sweep", "--config", str(spec), "--out", str(out),
+           "--workers", "1", "--json"]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "ab"), env=env)
+
+
+def clean(rows: list[dict]) -> list[dict]:
+    return sorted(({k: v for k, v in r.items() if k not in VOLATILE} for r in rows),
+                  key=lambda r: r["run_id"])  # fmt: skip
+
+
+def test_kill9_restart_equals_uninterrupted(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus")
+    spec = tiny_spec(corpus, axes={"steps": [12]}, baselines={"random_init": False})
+    spec_path = tmp_path / "sweep.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "killed"
+    kills = 0
+    for _ in range(3):
+        before = progress(out)
+        proc = start(spec_path, out, tmp_path / "log.txt")
+        while proc.poll() is None and progress(out) <= before:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    proc = start(spec_path, out, tmp_path / "log.txt")
+    assert proc.wait(timeout=300) == 0, (tmp_path / "log.txt").read_text()[-2000:]
+    assert kills >= 2
+
+    # the uninterrupted reference, in this process, one torch thread like the workers
+    set_threads(1)
+    sweep = load_sweep(spec)
+    ref_dir = tmp_path / "reference"
+    ctx = build_eval_context(sweep.base, cache_dir=ref_dir / "cache" / "embeddings")
+    with Store(ref_dir / "study.db") as ref:
+        ref.add_runs(sweep.jobs)
+        for job in sweep.jobs:
+            ref.record(run_job(job, ref_dir / "runs" / job.run_id, ctx))
+        expected = clean(ref.results())
+        expected_ck = ref.checkpoint_metrics()
+
+    with Store(out / "study.db") as store:
+        runs = store.runs()
+        assert sorted(r["run_id"] for r in runs) == sorted(j.run_id for j in sweep.jobs)
+        assert all(r["status"] == "done" for r in runs)
+        assert clean(store.results()) == expected
+        assert store.checkpoint_metrics() == expected_ck
+        n_metrics = len(store.train_metrics(sweep.jobs[0].run_id))
+    assert n_metrics == 3  # steps 4, 8, 12: none lost, none duplicated
+
+    # stage markers: drop a finished run's evaluation, re-run its job: the same numbers
+    job = sweep.trained[0]
+    run_dir = ref_dir / "runs" / job.run_id
+    old = json.loads((run_dir / "result.json").read_text())
+    (run_dir / "result.json").unlink()
+    shutil.rmtree(run_dir / "eval")
+    new = run_job(job, run_dir, ctx)
+    for key in ("spectral", "probes", "train_metrics"):
+        assert new[key] == old[key]
+    assert new["info"] | {"wall_s": 0} == old["info"] | {"wall_s": 0}

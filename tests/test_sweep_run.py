@@ -1,0 +1,129 @@
+"""A run's pipeline and the local executor, end to end on a tiny synthetic corpus."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from sweep_helpers import flaky_job, make_corpus, tiny_spec
+
+from audioscale.cli import main
+from audioscale.sweep.run import build_eval_context, pool_overlap, run_train_rows
+from audioscale.sweep.spec import load_sweep
+from audioscale.sweep.store import Store
+from audioscale.sweep.study import run_sweep
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def study(corpus, tmp_path_factory):
+    """One real sweep through the CLI: 2 trained runs + random-init + log-mel baselines."""
+    import yaml
+
+    spec = corpus / "sweep.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec(corpus)))
+    out = tmp_path_factory.mktemp("study")
+    code = main(["sweep", "--config", str(spec), "--out", str(out), "--workers", "2", "--json"])
+    assert code == 0
+    return out
+
+
+def test_sweep_records_every_run_with_metrics_and_probes(study):
+    with Store(study / "study.db") as store:
+        assert store.counts() == {"pending": 0, "running": 0, "done": 4, "failed": 0}
+        rows = {r["kind"]: r for r in store.results()}
+        ck = store.checkpoint_metrics()
+        runs = store.runs()
+    assert set(rows) == {"trained", "random-init", "baseline"}
+    trained = [r for r in runs if r["kind"] == "trained"]
+    assert len(trained) == 2 and all(r["attempts"] == 1 for r in runs)
+    t = rows["trained"]
+    pool_n = 8 + 2 * 2 * 8  # heldout files + every task clip
+    for r in rows.values():
+        assert 1.0 <= r["rankme"] <= r["rankme_K"] and r["rankme_N"] == pool_n
+        assert r["rankme_pool"] == t["rankme_pool"]  # one shared pool, named
+        assert 0.0 <= r["suite"] <= 1.0 and r["task.tone.linear"] is not None
+        assert r["pool_overlap"] is False
+    assert t["params"] > 0 and t["epochs"] > 0 and t["steps"] in (8, 12)
+    assert t["examples_seen"] == t["steps"] * 8 and t["data_hours"] == pytest.approx(24 / 3600)
+    assert t["rankme_gap"] == pytest.approx(t["rankme_train"] - t["rankme"])
+    # train and heldout slices: 1-s crops (the pool's median clip), as many as the 8
+    # heldout crops allow, so the two values are comparable
+    assert t["rankme_train_N"] == 8 and 1.0 <= t["rankme_heldout"] <= 8.0
+    assert t["rankme_gap_heldout"] == pytest.approx(t["rankme_train"] - t["rankme_heldout"])
+    assert rows["random-init"]["width"] == 64 and rows["random-init"]["steps"] == 0
+    # checkpoints at 1/4, 1/2 and the end for each trained run
+    assert sorted(c["fraction"] for c in ck) == [0.25, 0.25, 0.5, 0.5, 1.0, 1.0]
+    assert all(math.isfinite(c["rankme"]) and c["loss"] is not None for c in ck)
+    csv_text = (study / "results.csv").read_text()
+    assert csv_text.count("\n") == 5 and "rankme_gap" in csv_text
+    assert (study / "results.parquet").is_file() and (study / "sweep.yaml").is_file()
+
+
+def test_rerun_skips_finished_runs_and_status(study, corpus, capsys):
+    before = Store(study / "study.db").results()
+    summary = run_sweep(study / "sweep.yaml", study, workers=2, progress=False)
+    assert summary["counts"]["done"] == 4
+    with Store(study / "study.db") as store:
+        assert [r["attempts"] for r in store.runs()] == [1, 1, 1, 1]  # nothing re-executed
+        assert store.results() == before
+    capsys.readouterr()
+    assert main(["status", str(study), "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["counts"]["done"] == 4 and st["eta_s"] == 0.0 and st["failed"] == []
+
+
+def test_pool_overlap_is_computed(corpus):
+    sweep = load_sweep(tiny_spec(corpus))
+    cfg = sweep.trained[0].config
+    train = run_train_rows(cfg)
+    held = build_eval_context(sweep.base)
+    assert pool_overlap(held.pool_rows, train) is False
+    same = build_eval_context(sweep.base, split="train", include_tasks=False)
+    assert pool_overlap(same.pool_rows, train) is True
+
+
+def test_failures_are_recorded_never_stop_the_sweep_and_retry(corpus, tmp_path):
+    spec = tiny_spec(corpus, axes={"steps": [4, 8, 16]}, baselines={"logmel_stats": False})
+    out = tmp_path / "study"
+    s = run_sweep(spec, out, workers=2, progress=False, job_fn=flaky_job)
+    assert s["counts"] == {"pending": 0, "running": 0, "done": 2, "failed": 2}
+    reasons = {f["run_id"].split("-")[2]: f["error"] for f in s["failed"]}
+    assert reasons == {"s4": "worker exited with code 3 and no result",
+                       "s8": "ValueError: boom at step 3"}  # fmt: skip
+    # without --retry-failed nothing changes; with it, the fixed run now passes
+    assert run_sweep(spec, out, progress=False, job_fn=flaky_job)["counts"]["failed"] == 2
+    (out / "fixed").touch()
+    s = run_sweep(spec, out, retry_failed=True, progress=False, job_fn=flaky_job)
+    assert s["counts"]["done"] == 3 and [f["run_id"][:7] for f in s["failed"]] == ["atto-ha"]
+    with Store(out / "study.db") as store:
+        attempts = {r["run_id"].split("-")[2]: r["attempts"] for r in store.runs()}
+    assert attempts["s8"] == 2 and attempts["s16"] == 1
+
+
+def test_cli_errors_are_one_line(corpus, tmp_path, capsys):
+    import yaml
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(tiny_spec(corpus, axes={"model.widht": [64]})))
+    assert main(["sweep", "--config", str(bad), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("audioscale: error:") and "model.widht" in err and "\n" not in err
+    assert main(["status", str(tmp_path / "nothing")]) == 2
+    assert "not a study folder" in capsys.readouterr().err
+
+
+def test_study_command_fits_and_reports(study, capsys):
+    """`audioscale study FILE --out DIR` on a finished sweep: nothing re-runs, fits.json
+    and report.html are written, the JSON names them and the headline."""
+    capsys.readouterr()
+    assert main(["study", str(study / "sweep.yaml"), "--out", str(study), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["counts"]["done"] == 4 and res["failed"] == []
+    assert (study / "report.html").is_file() and (study / "fits.json").is_file()
+    assert res["headline"]["n_runs"] == 2 and "verdict" in res["headline"]

@@ -1,0 +1,148 @@
+"""Sweep spec expansion: grid, zip, explicit runs, shorthands, ids, baselines, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from audioscale.errors import ConfigError
+from audioscale.sweep.spec import expand, load_sweep, run_id
+
+BASE = {"train": {"steps": 20, "batch_size": 4}, "model": {"preset": "atto"}}
+
+
+def test_grid_product_with_shorthands_and_order():
+    spec = {
+        "name": "t",
+        "base": BASE,
+        "axes": {"size": ["atto", "pico"], "data_hours": [0.1, 0.2, 0.4]},
+    }
+    cfgs = expand(spec)
+    assert len(cfgs) == 6
+    pairs = [(c.model.preset, c.data.hours) for c in cfgs]
+    assert pairs == [(p, h) for p in ["atto", "pico"] for h in [0.1, 0.2, 0.4]]  # last axis fastest
+    assert all(c.train.steps == 20 and c.train.batch_size == 4 for c in cfgs)  # base kept
+
+
+def test_zip_groups_vary_together_and_multiply_with_axes():
+    spec = {
+        "base": BASE,
+        "axes": {"steps": [10, 30]},
+        "zip": [{"model.width": [64, 128, 192], "heads": [2, 4, 6], "depth": [2, 3, 4]}],
+    }
+    cfgs = expand(spec)
+    assert len(cfgs) == 6
+    for c in cfgs:
+        assert c.model.width // c.model.heads == 32 and c.model.depth == c.model.width // 64 + 1
+    assert sorted({c.train.steps for c in cfgs}) == [10, 30]
+
+
+def test_explicit_runs_appended_and_duplicates_dropped():
+    spec = {
+        "base": BASE,
+        "axes": {"mask": [0.5, 0.75]},
+        "runs": [{"mask": 0.75}, {"family": "conformer", "seed": 3}],  # first equals a grid point
+    }
+    cfgs = expand(spec)
+    assert len(cfgs) == 3
+    assert cfgs[-1].model.family == "conformer" and cfgs[-1].train.seed == 3
+    assert len({run_id(c) for c in cfgs}) == 3
+
+
+def test_run_id_is_readable_slug_plus_hash():
+    spec = {"base": BASE, "axes": {"size": ["pico"], "data_hours": [0.5], "steps": [300, 600]}}
+    cfgs = expand(spec)
+    rid = run_id(cfgs[0])
+    assert rid.startswith("pico-h0p5-s300-")
+    assert rid.rsplit("-", 1)[1] == cfgs[0].run_hash() and len(cfgs[0].run_hash()) == 12
+    # the hash is the identity: same config → same id, any change → different id
+    assert run_id(expand(spec)[0]) == rid
+    assert run_id(cfgs[1]) != rid
+
+
+def test_varied_extra_axes_show_in_the_slug():
+    spec = {"base": BASE, "axes": {"mask": [0.5, 0.9], "clip": [1.0, 2.0]}}
+    names = [c.name for c in expand(spec)]
+    assert "atto-hall-s20-m0p5-c1" in names and "atto-hall-s20-m0p9-c2" in names
+
+
+def test_baselines_one_random_init_per_architecture_and_one_logmel():
+    spec = {
+        "base": BASE,
+        "axes": {"size": ["atto", "femto"], "steps": [10, 20], "mask": [0.5, 0.8]},
+    }
+    sweep = load_sweep(spec)
+    kinds = [j.kind for j in sweep.jobs]
+    assert kinds.count("trained") == 8
+    assert kinds.count("random-init") == 2  # mask ratio and steps do not change the encoder
+    assert kinds.count("baseline") == 1
+    ids = [j.run_id for j in sweep.jobs]
+    assert len(set(ids)) == len(ids)
+    off = load_sweep(spec | {"baselines": {"random_init": False, "logmel_stats": False}})
+    assert all(j.kind == "trained" for j in off.jobs)
+
+
+def test_study_settings_parsed():
+    sweep = load_sweep({"base": BASE, "study": {"workers": 3, "executor": "ray"}})
+    assert sweep.settings.workers == 3 and sweep.settings.executor == "ray"
+    assert len(sweep.trained) == 1  # no axes: the base config is the one run
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ({"base": BASE, "axes": {"model.widht": [64]}}, "run 0: model.widht"),
+        ({"base": BASE, "axes": {"steps": [10, -5]}}, "run 1: train.steps"),
+        ({"base": BASE, "runs": [{}, {"mask": 1.5}]}, "run 1: model.mask_ratio"),
+        ({"base": BASE, "zip": [{"width": [64, 128], "heads": [2]}]}, "zip[0]"),
+        ({"base": BASE, "axes": {"steps": []}}, "axes.steps"),
+        ({"base": BASE, "axis": {"steps": [1]}}, "axis"),
+        ({"base": {"model": {"bogus": 1}}}, "model.bogus"),
+        ({"base": BASE, "axes": {"eval.rankme_samples": [10, 20]}}, "eval"),
+    ],
+)
+def test_bad_specs_fail_before_work_with_one_line(spec, needle):
+    with pytest.raises(ConfigError) as e:
+        load_sweep(spec)
+    msg = str(e.value)
+    assert needle in msg and "\n" not in msg
+
+
+def test_yaml_file_round_trip(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("name: y\nbase: {train: {steps: 5}}\naxes: {size: [atto, pico]}\n")
+    sweep = load_sweep(p)
+    assert sweep.name == "y" and [j.config.model.preset for j in sweep.trained] == ["atto", "pico"]
+    with pytest.raises(ConfigError, match="not found"):
+        load_sweep(tmp_path / "missing.yaml")
+
+
+def _encoder_params(cfg) -> int:
+    import torch
+
+    from audioscale.models.accounting import count_params
+    from audioscale.models.mae import build_mae
+
+    with torch.device("meta"):  # shapes only: no memory, no init time
+        return count_params(build_mae(cfg.model, cfg.frontend))["encoder"]
+
+
+@pytest.mark.parametrize(
+    ("name", "lo", "hi"), [("demo", 5e4, 2e6), ("gpu", 5e5, 2.5e7), ("gpu-hour", 5e5, 1.2e8)]
+)
+def test_presets_are_valid_studies(name, lo, hi):
+    from audioscale.models.ladder import resolve
+    from audioscale.sweep.study import preset_path, resolve_source
+
+    assert resolve_source(name) == preset_path(name)
+    sweep = load_sweep(preset_path(name))
+    trained = [j.config for j in sweep.trained]
+    assert len(trained) >= 12
+    models = [resolve(c.model) for c in trained]
+    assert len({m.width for m in models}) >= 3 and len({m.depth for m in models}) >= 3
+    assert len({c.data.hours for c in trained}) >= 3 and len({c.train.steps for c in trained}) >= 2
+    assert sweep.settings.demo == "full" and sweep.base.eval.tasks == ["data/demo/tasks"]
+    params = [_encoder_params(c) for c in trained]
+    assert lo <= min(params) and max(params) <= hi
+    if name == "demo":
+        assert len({c.model.mask_ratio for c in trained}) == 3
+        assert all(c.train.device == "cpu" and c.train.lr is None for c in trained)  # lr rule
