@@ -270,3 +270,17 @@ def test_registry_specs(tmp_path):
         with pytest.raises(AudioscaleError, match=msg) as e:
             get_encoder(bad)
         assert "\n" not in str(e.value)
+
+
+def test_cache_paths_keep_dotted_names_apart(tmp_path):
+    """Regression: Path.with_suffix cut "atto-h0.5-..." at its dot, so every checkpoint and
+    task of such a run shared one cache file."""
+    from types import SimpleNamespace
+
+    from audioscale.embed.extract import _paths
+
+    enc = SimpleNamespace(name="atto-h0.5-s250-abc")
+    a = _paths(tmp_path, enc, "clip", -1, "key1")
+    b = _paths(tmp_path, enc, "clip", -1, "key2")
+    assert a[0] != b[0] and a[1] != b[1]
+    assert a[0].name == "atto-h0.5-s250-abc-clip-L-1-key1.f32"

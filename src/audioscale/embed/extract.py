@@ -221,8 +221,7 @@ class _Inputs:
             },
             length=20,
         )
-        base = self.cache_dir / "mel" / f"mel-{key}"
-        return base.with_suffix(".f32"), base.with_suffix(".json")
+        return _data_and_meta(self.cache_dir / "mel" / f"mel-{key}")
 
     def _cached_mels(self) -> Iterator[tuple[int, torch.Tensor]]:
         data, meta_path = self._mel_paths()
@@ -398,9 +397,13 @@ def _prepare(encoder: Encoder, device: str) -> Encoder:
     return encoder
 
 
+def _data_and_meta(base: Path) -> tuple[Path, Path]:
+    # Appended, not Path.with_suffix: names such as "atto-h0.5-..." hold dots of their own.
+    return base.parent / f"{base.name}.f32", base.parent / f"{base.name}.json"
+
+
 def _paths(cache_dir, encoder, level, layer, key) -> tuple[Path, Path]:
-    base = Path(cache_dir) / f"{_slug(encoder.name)}-{level}-L{layer}-{key}"
-    return base.with_suffix(".f32"), base.with_suffix(".json")
+    return _data_and_meta(Path(cache_dir) / f"{_slug(encoder.name)}-{level}-L{layer}-{key}")
 
 
 def _from_meta(arr: np.ndarray, meta: dict, key: str, level: str) -> Extraction:
