@@ -316,3 +316,19 @@ def test_fit_cli_missing_study_is_one_line_error(tmp_path, capsys):
     rc = main(["fit", str(tmp_path / "nope")])
     err = capsys.readouterr().err
     assert rc == 2 and "study.db" in err and len(err.strip().splitlines()) == 1
+
+
+def test_verdict_says_when_a_baseline_beats_every_trained_run():
+    from audioscale.scaling.study_fits import fit_results, synthetic_rows
+
+    rows, ckpt = synthetic_rows(12, seed=3)
+    trained_best = max(r["suite"] for r in rows if r["kind"] == "trained")
+    for r in rows:  # only the random-init baseline may beat the trained runs here
+        if r["kind"] != "trained":
+            r["suite"] = trained_best - 0.2
+    base = next(r for r in rows if r["kind"] == "random-init")
+    base["suite"] = trained_best + 0.05
+    settings = FitSettings(n_resamples=100, n_resamples_joint=20)
+    assert "above every trained run" in fit_results(rows, ckpt, settings)["verdict"]
+    base["suite"] = trained_best - 0.2
+    assert "above every baseline" in fit_results(rows, ckpt, settings)["verdict"]

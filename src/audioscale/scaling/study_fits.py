@@ -585,6 +585,10 @@ def _regime_sentences(conf: dict) -> list[str]:
     return out
 
 
+def _finite(v: object) -> bool:
+    return v is not None and bool(np.isfinite(float(v)))
+
+
 def _baseline_sentences(fits: dict) -> list[str]:
     trained = [v for v in fits["score_vs_rankme"].get("rankme_values", []) if v is not None]
     out = []
@@ -597,6 +601,22 @@ def _baseline_sentences(fits: dict) -> list[str]:
             f"A random-init encoder ({b['run_id']}) had RankMe {b['rankme']:.3g}, {where} the "
             f"trained runs' range [{lo:.3g}, {hi:.3g}]: compare RankMe among trained runs only."
         )
+    scores = [v for v in fits["score_vs_rankme"].get("suite_values", []) if _finite(v)]
+    scored = [b for b in fits.get("baselines", []) if _finite(b.get("suite"))]
+    if scores and scored:
+        best = max(scored, key=lambda b: b["suite"])
+        if best["suite"] > max(scores):
+            out.append(
+                f"The best baseline ({best['kind']}, {best['run_id']}) scored {best['suite']:.3g} "
+                f"on the suite, above every trained run (best {max(scores):.3g}): these encoders "
+                "are not yet better than the baseline, so the law describes runs that are still "
+                "short of useful training; train longer before reading it as a recipe."
+            )
+        else:
+            out.append(
+                f"The best trained run scored {max(scores):.3g} on the suite, above every "
+                f"baseline (best: {best['kind']}, {best['suite']:.3g})."
+            )
     return out
 
 
@@ -657,6 +677,7 @@ def fit_results(
     }
     fits["score_vs_rankme"] = score_vs_rankme(trained, s, col(others, "rankme"))
     fits["score_vs_rankme"]["rankme_values"] = col(trained, "rankme")
+    fits["score_vs_rankme"]["suite_values"] = col(trained, "suite")
     fits["laws"] = single_laws(trained, s, n_col, d_col)
     fits["joint"] = joint_laws(trained, s, n_col, d_col)
     fits["metric_comparison"] = metric_comparison(trained, s)

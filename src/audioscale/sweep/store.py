@@ -82,10 +82,25 @@ CONTEXT_KEYS = ("rankme_pool", "rankme_level", "rankme_layer", "rankme_centred")
 CHECKPOINT_COLUMNS = ["run_id", "step", "fraction", *SPECTRAL_KEYS, "loss"]
 
 
-def _config_columns(config: dict) -> dict[str, Any]:
+TRAINING_COLUMNS = ("clip_seconds", "steps", "batch_size", "lr", "data_hours")
+MODEL_COLUMNS = ("family", "preset", "width", "depth", "heads", "patch", "mask_ratio")
+
+
+def _config_columns(config: dict, kind: str = "trained") -> dict[str, Any]:
     """Results columns that come straight from a run's RunConfig (resolved values in
-    run_info, written by the run from its model card, take precedence)."""
+    run_info, written by the run from its model card, take precedence). Baselines carry
+    no training columns (a random-init encoder keeps its architecture's; a hand-crafted
+    one keeps none), so that no baseline row shows the base config's budget as its own."""
     model, data, train = config.get("model", {}), config.get("data", {}), config.get("train", {})
+    cols = _all_config_columns(model, data, train)
+    if kind != "trained":
+        cols.update(dict.fromkeys(TRAINING_COLUMNS))
+    if kind not in ("trained", "random-init"):
+        cols.update(dict.fromkeys(MODEL_COLUMNS))
+    return cols
+
+
+def _all_config_columns(model: dict, data: dict, train: dict) -> dict[str, Any]:
     return {
         "family": model.get("family"),
         "preset": model.get("preset"),
@@ -290,7 +305,7 @@ class Store:
             rid = run["run_id"]
             info = self.info(rid)
             row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
-            row.update(_config_columns(run["config"]))
+            row.update(_config_columns(run["config"], run["kind"]))
             row.update({k: v for k, v in info.items() if k not in CONTEXT_KEYS})
             row.update(run_id=rid, name=run["name"], kind=run["kind"])
             pool, level, layer, centred = self._primary(info)
