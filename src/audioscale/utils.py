@@ -48,3 +48,37 @@ def resolve_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def progress_bar(label: str, enabled: bool = True, transient: bool = True, eta: bool = False):
+    """The one progress bar of the toolkit: rich, on stderr, disabled by ``enabled=False``
+    (then ``add_task``/``advance`` are no-ops, so callers need no second code path)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn(label),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn() if eta else TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=transient,
+    )
+
+
+def track(items: list, label: str, enabled: bool = True):
+    """Yield ``items`` while advancing a progress bar (none for fewer than two items)."""
+    with progress_bar(label, enabled and len(items) > 1) as bar:
+        task = bar.add_task("", total=len(items))
+        for item in items:
+            yield item
+            bar.advance(task)

@@ -31,6 +31,7 @@ from audioscale.audio.io import (
 )
 from audioscale.data.manifest import load_task, read_manifest
 from audioscale.errors import DataError
+from audioscale.utils import track
 
 COLUMNS = ("path", "status", "kind", "reason", "duration", "sample_rate", "channels")
 
@@ -91,7 +92,7 @@ def _scan_folder(root: Path, limit: float, progress: bool) -> list[dict]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         files += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
     rows = []
-    for f in _progress(files, progress):
+    for f in track(files, "checking", progress):
         shown = display_path(f.relative_to(root))
         ext = f.suffix.lower()
         if ext in AUDIO_EXTENSIONS:
@@ -114,7 +115,7 @@ def _scan_manifest(mpath: Path, limit: float, progress: bool, errors: list[str])
         except DataError as e:
             errors.append(str(e))
     rows, seen = [], set()
-    for r in _progress(entries, progress):
+    for r in track(entries, "checking", progress):
         p = r["path"]
         try:
             shown = display_path(os.path.relpath(p, base))
@@ -171,15 +172,3 @@ def check_path(
     return report
 
 
-def _progress(items: list, enabled: bool):
-    if not enabled or len(items) < 2:
-        yield from items
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("checking", total=len(items))
-        for item in items:
-            yield item
-            bar.advance(task)

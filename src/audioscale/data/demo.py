@@ -88,7 +88,7 @@ from audioscale.data.synth import (
     espeak_available,
 )
 from audioscale.errors import AudioscaleError, DataError
-from audioscale.utils import atomic_save_json, atomic_write_text, sha1_file
+from audioscale.utils import atomic_save_json, atomic_write_text, progress_bar, sha1_file
 
 VERSION = 1  # part of every clip's spec hash: bump to invalidate reuse after a render change
 SR = 16000
@@ -1020,16 +1020,15 @@ def execute(
             reused += 1
         else:
             todo.append(i)
-    with _progress(progress) as bar, ThreadPoolExecutor(max_workers=workers) as ex:
-        task = bar.add_task("demo corpus", total=len(todo)) if bar else None
+    with progress_bar("demo corpus", progress) as bar, ThreadPoolExecutor(workers) as ex:
+        task = bar.add_task("", total=len(todo))
         for i, (res, problem) in zip(
             todo, ex.map(lambda i: _run_job(plan.jobs[i], out, synth), todo), strict=True
         ):
             results[i] = res
             if problem:
                 plan.problems.append(problem)
-            if bar:
-                bar.advance(task)
+            bar.advance(task)
     rows: dict[str, list[dict]] = {}
     for job, res in zip(plan.jobs, results, strict=True):
         if res is not None:
@@ -1037,30 +1036,6 @@ def execute(
             rows.setdefault(job.manifest, []).append(row)
     rendered = sum(1 for i in todo if results[i] is not None)
     return rows, reused, rendered
-
-
-class _NoBar:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
 
 
 # --------------------------------------------------------------------------- outputs

@@ -53,6 +53,7 @@ import torch
 
 from audioscale.config import FrontendConfig, config_hash
 from audioscale.errors import BadAudioError, DataError
+from audioscale.utils import progress_bar
 
 CACHE_VERSION = 1
 SHARD_BYTES = 256 << 20
@@ -154,27 +155,6 @@ def _ordered(fn, rows: list, workers: int) -> Iterator:
             yield pending.popleft().result()
 
 
-def _progress(enabled: bool, label: str):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=True,
-    )
-
-
 def _write_cache(tmp: Path, rows, cfg, key, max_seconds, shard_bytes, progress, workers) -> None:
     from audioscale.audio.frontend import LogMel
 
@@ -185,7 +165,7 @@ def _write_cache(tmp: Path, rows, cfg, key, max_seconds, shard_bytes, progress, 
     fh, shard_used = None, 0
     row_bytes = cfg.n_mels * 2
     fn = lambda r: _safe_features(r, cfg, module, max_seconds)  # noqa: E731
-    with _progress(progress, "log-mel cache") as bar:
+    with progress_bar("log-mel cache", progress, eta=True) as bar:
         task = bar.add_task("build", total=len(rows))
         for row, res in zip(rows, _ordered(fn, rows, workers), strict=True):
             bar.advance(task)

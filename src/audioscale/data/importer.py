@@ -43,7 +43,7 @@ from audioscale.audio.io import (
 )
 from audioscale.data.manifest import DOMAINS, METRICS, write_manifest
 from audioscale.errors import BadAudioError, DataError
-from audioscale.utils import atomic_write_bytes, atomic_write_text
+from audioscale.utils import atomic_write_bytes, atomic_write_text, track
 
 SAMPLE_RATE = 16000
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid"}
@@ -190,7 +190,7 @@ def import_folder(
         )
 
     good = []  # (file, label, split, FileReport)
-    for f, label, split in _progress(items, progress, "checking"):
+    for f, label, split in track(items, "checking", progress):
         rep = check_file(f, limit_seconds=limit_seconds)
         rep.path = display_path(f.relative_to(src))
         if not rep.ok:
@@ -209,7 +209,7 @@ def import_folder(
         good = [(f, lab, assign[str(f.relative_to(src))], r) for f, lab, _, r in good]
 
     rows, used = [], set()
-    for f, label, split, rep in _progress(good, progress, "converting"):
+    for f, label, split, rep in track(good, "converting", progress):
         try:
             x = load_audio(f, sr=SAMPLE_RATE, limit_seconds=limit_seconds)
         except BadAudioError as e:  # decoded fine in check_file; guard against races
@@ -267,15 +267,3 @@ def import_folder(
     return report
 
 
-def _progress(items: list, enabled: bool, what: str):
-    if not enabled:
-        yield from items
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(what, total=len(items))
-        for item in items:
-            yield item
-            bar.advance(task)

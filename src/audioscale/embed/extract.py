@@ -52,7 +52,7 @@ import torch
 from audioscale.config import config_hash
 from audioscale.embed.base import Encoder
 from audioscale.errors import AudioscaleError
-from audioscale.utils import atomic_save_json, resolve_device
+from audioscale.utils import atomic_save_json, progress_bar, resolve_device
 
 EXTRACT_VERSION = 1
 DECODE_THREADS = 2
@@ -118,22 +118,9 @@ def _slug(name: str) -> str:
 
 @contextmanager
 def _progress(total: int, desc: str, enabled: bool):
-    """Yields an ``advance(n)`` callable; a rich bar on stderr when enabled."""
-    if not enabled:
-        yield lambda n=1: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        tid = bar.add_task(desc, total=total)
+    """Yields an ``advance(n)`` callable over a progress bar on stderr."""
+    with progress_bar(desc, enabled) as bar:
+        tid = bar.add_task("", total=total)
         yield lambda n=1: bar.advance(tid, n)
 
 

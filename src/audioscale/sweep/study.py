@@ -33,7 +33,7 @@ import yaml
 from audioscale.errors import AudioscaleError, ConfigError
 from audioscale.sweep.spec import Job, Sweep, load_sweep
 from audioscale.sweep.store import Store
-from audioscale.utils import atomic_write_text
+from audioscale.utils import atomic_write_text, progress_bar
 
 PRESETS = ("demo", "gpu", "gpu-hour")
 
@@ -101,20 +101,13 @@ def job_cost(job: Job, ladder: Any = None) -> float:
 
 
 def _progress(total: int, enabled: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    bar = Progress(
-        TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=not enabled, transient=False,
-    )  # fmt: skip
-    task = bar.add_task("runs", total=total)
+    bar = progress_bar("sweep", enabled, transient=False)
+    task = bar.add_task("", total=total)
 
     def on_done(job: Job, ok: bool, reason: str) -> None:
         if enabled:
             line = f"done   {job.run_id}" if ok else f"FAILED {job.run_id}: {reason}"
-            console.print(line, markup=False, highlight=False)
+            bar.console.print(line, markup=False, highlight=False)
         bar.advance(task)
 
     return bar, on_done

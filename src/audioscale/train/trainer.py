@@ -69,7 +69,7 @@ from audioscale.errors import ConfigError, DataError
 from audioscale.train import checkpoint as ckpt
 from audioscale.train import ddp, recipe
 from audioscale.train.schedule import Schedule
-from audioscale.utils import atomic_save_json, atomic_write_text, resolve_device
+from audioscale.utils import atomic_save_json, atomic_write_text, progress_bar, resolve_device
 
 HELDOUT_FILES = 256
 HELDOUT_CLIPS = 256
@@ -320,27 +320,6 @@ def _build_caches(cfg: RunConfig, rows: tuple, info: ddp.DistInfo, progress: boo
     return train_cache, held_cache, train
 
 
-def _progress_bar(enabled: bool):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("pretrain"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
-
-
 def _due(since: float, every: float | None) -> bool:
     return every is not None and time.perf_counter() - since > every
 
@@ -513,7 +492,7 @@ def _train(
     t_log, step_log = time.perf_counter(), start
     t_state = time.perf_counter()
     log_f = open(out / "metrics.jsonl", "a") if info.is_main else None
-    bar = _progress_bar(progress and info.is_main)
+    bar = progress_bar("pretrain", progress and info.is_main, transient=False, eta=True)
     try:
         with bar:
             task = bar.add_task("", total=p.steps, completed=start)
