@@ -18,3 +18,14 @@ def demo_small(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo_small")
     build_demo(out, size="small", seed=0, progress=False)
     return out
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (tiny workloads run slower with more under load)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -17,12 +17,7 @@ from audioscale.probe.suite import evaluate
 TASKS = {"lang-id", "speaker-id", "spoken-digit", "instrument-family", "pitch", "sfx-category"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

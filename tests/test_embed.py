@@ -21,12 +21,7 @@ SR = 16000
 ATTO = ModelConfig(preset="atto", max_seconds=1.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tone(f, seconds, amp=0.3, seed=0):

@@ -75,12 +75,7 @@ SAVERS = {
 HOPS = {"wav2vec2": 0.02, "hubert": 0.02, "wavlm": 0.02, "whisper": 0.02, "ast": 0.1}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("kind", list(SAVERS))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import average_precision_score
 
 from audioscale.probe import knn, linear
@@ -16,13 +15,7 @@ from audioscale.probe.metrics import (
 )
 from audioscale.probe.suite import SuiteResult, evaluate_embeddings, folds_of, holdout
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def clusters(n, c=5, d=16, sep=4.0, seed=0):
