@@ -146,3 +146,44 @@ def test_presets_are_valid_studies(name, lo, hi):
     if name == "demo":
         assert len({c.model.mask_ratio for c in trained}) == 3
         assert all(c.train.device == "cpu" and c.train.lr is None for c in trained)  # lr rule
+
+
+def test_study_tune_json_sets_the_lr_of_rule_runs_only(tmp_path):
+    """A study folder's tune.json (audioscale tune) replaces the recipe lr of trained runs
+    that do not set train.lr; explicit lrs and baselines are untouched; ids follow the lr."""
+    import json
+
+    from audioscale.config import ModelConfig
+    from audioscale.sweep.spec import load_sweep
+    from audioscale.sweep.study import apply_tuned_lr
+    from audioscale.train.tune import arch_of
+
+    spec = {
+        "name": "t",
+        "base": {"train": {"steps": 5}},
+        "axes": {"size": ["atto", "femto"]},
+        "runs": [{"size": "atto", "train.lr": 0.5}],
+    }
+    sweep = load_sweep(spec)
+    assert apply_tuned_lr(sweep, tmp_path) is sweep  # no tune.json: nothing changes
+    atto = arch_of(ModelConfig(preset="atto"))
+    tune = {
+        "version": 1,
+        "sizes": [{"size": "atto", "model": atto, "best_lr": 0.0042}],
+        "fit": {"c": 0.1, "k": 1.0},
+        "family": atto["family"],
+        "patch": atto["patch"],
+        "batch_size": 64,
+    }
+    (tmp_path / "tune").mkdir()
+    (tmp_path / "tune" / "tune.json").write_text(json.dumps(tune))
+    tuned = apply_tuned_lr(sweep, tmp_path)
+    by_lr = {}
+    for old, new in zip(sweep.jobs, tuned.jobs, strict=True):
+        if new.kind != "trained" or old.config.train.lr is not None:
+            assert new == old
+            continue
+        assert new.run_id != old.run_id
+        by_lr[new.config.model.preset] = new.config.train.lr
+    assert by_lr["atto"] == pytest.approx(0.0042)  # the size's own pick (same batch 64)
+    assert by_lr["femto"] == pytest.approx(0.1 / 96)  # the fitted c * width^-k

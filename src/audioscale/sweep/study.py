@@ -18,6 +18,7 @@ Choices:
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import sys
@@ -133,6 +134,7 @@ def run_sweep(
     if workers < 1:
         raise ConfigError("--workers", "must be at least 1")
     study_dir = Path(out)
+    sweep = apply_tuned_lr(sweep, study_dir)
     with study_lock(study_dir):
         ctx = build_eval_context(
             sweep.base, s.eval_pool, s.eval_split, s.eval_include_tasks,
@@ -158,6 +160,39 @@ def run_sweep(
     summary["study_dir"] = str(study_dir)
     summary["sweep_runs"] = len(sweep.jobs)
     return summary
+
+
+def tune_file(study_dir: Path) -> Path | None:
+    """The study's learning-rate calibration: STUDY/tune.json or STUDY/tune/tune.json
+    (``audioscale tune --out STUDY/tune``), else None."""
+    for p in (study_dir / "tune.json", study_dir / "tune" / "tune.json"):
+        if p.is_file():
+            return p
+    return None
+
+
+def apply_tuned_lr(sweep: Sweep, study_dir: Path) -> Sweep:
+    """Trained runs that leave ``train.lr`` to the recipe rule take the study's tuned lr
+    instead (``audioscale.train.tune.load_tuned_lr``: the size's pick, else the fitted
+    ``c·width^-k``); the lr becomes part of their config, hence of their run ids."""
+    path = tune_file(study_dir)
+    if path is None:
+        return sweep
+    from audioscale.sweep.spec import run_id
+    from audioscale.train.tune import load_tuned_lr, read_tune
+
+    tuned = read_tune(path)
+    jobs = []
+    for job in sweep.jobs:
+        cfg = job.config
+        lr = None
+        if job.kind == "trained" and cfg.train.lr is None:
+            lr = load_tuned_lr(tuned, cfg.model, cfg.train.batch_size)
+        if lr is not None:
+            cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"lr": lr})})
+            job = Job(run_id(cfg), job.kind, cfg)
+        jobs.append(job)
+    return dataclasses.replace(sweep, jobs=jobs)
 
 
 def execute(todo, study_dir, store, ctx, job_fn, executor, workers, s, address, progress):
