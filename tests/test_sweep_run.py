@@ -127,3 +127,35 @@ def test_study_command_fits_and_reports(study, capsys):
     assert res["counts"]["done"] == 4 and res["failed"] == []
     assert (study / "report.html").is_file() and (study / "fits.json").is_file()
     assert res["headline"]["n_runs"] == 2 and "verdict" in res["headline"]
+
+
+def test_corrupt_files_never_kill_a_sweep(tmp_path):
+    """One truncated pool file, one text-as-wav pool file and one corrupt task clip: every
+    run still finishes, and the bad files are skipped with their reasons, not hidden."""
+    import yaml
+
+    root = make_corpus(tmp_path / "corpus", n_train=12, n_heldout=4, per_class=6)
+    pool = root / "pool" / "audio"
+    (pool / "train_000.wav").write_bytes((pool / "train_000.wav").read_bytes()[:300])
+    (pool / "train_001.wav").write_text("this is not audio\n")
+    (root / "tasks" / "tone" / "low_0.wav").write_bytes(b"RIFF\x00\x00garbage")
+    spec = tiny_spec(root, axes={"steps": [6]})
+    spec["baselines"] = {"random_init": False, "logmel_stats": True}
+    cfg = root / "sweep.yaml"
+    cfg.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "study"
+    assert main(["sweep", "--config", str(cfg), "--out", str(out), "--workers", "1"]) == 0
+    with Store(out / "study.db") as store:
+        assert store.counts()["done"] == 2 and store.counts()["failed"] == 0
+        rows = store.results()
+    for r in rows:
+        assert math.isfinite(r["rankme"]) and 0.0 <= r["suite"] <= 1.0
+    # the feature cache recorded the two bad pool files with their reasons
+    items = [
+        e
+        for index in (root / "cache" / "features").rglob("index.json")
+        for e in json.loads(index.read_text())["items"]
+    ]
+    skipped = [e for e in items if e.get("status") != "ok"]
+    assert {e["path"].rsplit("/", 1)[-1] for e in skipped} >= {"train_000.wav", "train_001.wav"}
+    assert all(e.get("reason") for e in skipped)
