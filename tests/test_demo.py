@@ -337,3 +337,19 @@ def test_espeak_digit():
     assert np.abs(x).max() > 0.05
     with pytest.raises(DataError, match="espeak-ng voice"):
         espeak("7", "qqqzz")
+
+
+def test_large_size_keeps_the_tasks_and_enlarges_the_pool(synth):
+    """--size large (GPU studies): the very same task clips as full, more pool synthesis."""
+    full, _ = demo.make_plan(demo.DemoSources(), "full", 0, synth)
+    large, _ = demo.make_plan(demo.DemoSources(), "large", 0, synth)
+
+    def split(plan):
+        tasks = {j.dest for j in plan.jobs if j.manifest.startswith("tasks/")}
+        pool = [j for j in plan.jobs if not j.manifest.startswith("tasks/")]
+        return tasks, pool
+
+    (full_tasks, full_pool), (large_tasks, large_pool) = split(full), split(large)
+    assert full_tasks == large_tasks
+    assert len(large_pool) > 2 * len(full_pool)
+    assert demo.SIZES["large"].pool_target_hours >= 3 * demo.SIZES["full"].pool_target_hours

@@ -140,7 +140,11 @@ def test_presets_are_valid_studies(name, lo, hi):
     models = [resolve(c.model) for c in trained]
     assert len({m.width for m in models}) >= 3 and len({m.depth for m in models}) >= 3
     assert len({c.data.hours for c in trained}) >= 3 and len({c.train.steps for c in trained}) >= 2
-    assert sweep.settings.demo == "full" and sweep.base.eval.tasks == ["data/demo/tasks"]
+    # the CPU demo uses the full corpus; the GPU studies its synthesis-enlarged pool
+    corpus = {"demo": ("full", "data/demo"), "gpu": ("large", "data/demo-large")}
+    size, folder = corpus.get(name, corpus["gpu"])
+    assert sweep.settings.demo == size and sweep.settings.demo_dir == folder
+    assert sweep.base.eval.tasks == [f"{folder}/tasks"] and sweep.base.data.pool == f"{folder}/pool"
     params = [_encoder_params(c) for c in trained]
     assert lo <= min(params) and max(params) <= hi
     if name == "demo":

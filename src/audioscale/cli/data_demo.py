@@ -14,7 +14,9 @@ from audioscale.cli.app import data_app
 def demo_cmd(
     out: Path = typer.Option(Path("data/demo"), "--out", help="Output folder."),
     size: str = typer.Option(
-        "small", "--size", help="small (tests, < 1 min) or full (>= 3 h pool)."
+        "small",
+        "--size",
+        help="small (tests, < 1 min), full (3.3 h pool) or large (~12 h pool, GPU).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for every random choice (splits, renders)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),

@@ -81,7 +81,7 @@ class StudySettings(Strict):
     eval_pool: str | None = None  # pool folder/manifest for RankMe; None: base data.pool
     eval_split: str = "heldout"  # the pool split that joins the eval pool
     eval_include_tasks: bool = True  # all task clips (labels unused) join the eval pool
-    demo: Literal["small", "full"] | None = None  # build the demo corpus first (study)
+    demo: Literal["small", "full", "large"] | None = None  # build the demo corpus first (study)
     demo_dir: str = "data/demo"
 
 
