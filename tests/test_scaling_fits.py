@@ -332,3 +332,19 @@ def test_verdict_says_when_a_baseline_beats_every_trained_run():
     assert "above every trained run" in fit_results(rows, ckpt, settings)["verdict"]
     base["suite"] = trained_best - 0.2
     assert "above every baseline" in fit_results(rows, ckpt, settings)["verdict"]
+
+
+def test_early_training_pools_runs_of_different_lengths():
+    """1/16 of 250 steps (16/250) and of 500 steps (31/500) are one checkpoint fraction."""
+    from audioscale.scaling.study_fits import early_training, nominal_fraction
+
+    assert nominal_fraction(16 / 250) == nominal_fraction(31 / 500) == 1 / 16
+    assert nominal_fraction(0.3) == 0.3 and nominal_fraction(1.0) == 1.0
+    rows = [{"run_id": f"r{i}", "rankme": 10.0 + i, "suite": 0.4 + 0.01 * i} for i in range(6)]
+    ckpt = [
+        {"run_id": f"r{i}", "fraction": (16 / 250 if i % 2 else 31 / 500), "rankme": 5.0 + i}
+        for i in range(6)
+    ]
+    out = early_training(rows, ckpt, FitSettings(n_resamples=100))
+    first = out["points"][0]
+    assert first["fraction"] == 1 / 16 and first["n"] == 6 and first["value"] == 1.0

@@ -407,14 +407,24 @@ def metric_comparison(rows: list[dict], s: FitSettings) -> dict:
     return out
 
 
+def nominal_fraction(frac: float) -> float:
+    """The checkpoint fraction a run meant: checkpoint steps are whole, so 1/16 of 250 steps
+    is stored as 16/250 = 0.064 and of 500 steps as 31/500 = 0.062. Fractions within 12 %
+    of a power of two are snapped to it, so that runs of different lengths pool together;
+    others are kept (rounded to 1e-3)."""
+    e = math.log2(frac)
+    return 2.0 ** round(e) if abs(e - round(e)) < math.log2(1.12) else round(frac, 3)
+
+
 def early_training(rows: list[dict], ckpt_rows: list[dict], s: FitSettings) -> dict:
-    """Spearman between RankMe at each checkpoint fraction and the final suite score."""
+    """Spearman between RankMe at each checkpoint fraction (``nominal_fraction``) and the
+    final suite score."""
     final = {str(r.get("run_id")): _f(r.get("suite")) for r in rows}
     by_frac: dict[float, dict[str, float]] = {}
     for c in ckpt_rows:
         rid, frac, rm = str(c.get("run_id")), _f(c.get("fraction")), _f(c.get("rankme"))
         if rid in final and math.isfinite(frac) and math.isfinite(rm):
-            by_frac.setdefault(round(frac, 6), {})[rid] = rm
+            by_frac.setdefault(nominal_fraction(frac), {})[rid] = rm
     points = []
     for frac in sorted(by_frac):
         pairs = [(v, final[k]) for k, v in by_frac[frac].items() if math.isfinite(final[k])]
