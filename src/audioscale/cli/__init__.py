@@ -48,10 +48,21 @@ def _click_exceptions():
     return ex
 
 
+def _abort_exception() -> type[BaseException]:
+    """``Abort`` (raised for Ctrl-C / EOF): typer >= 0.29 keeps it in ``typer.exceptions``,
+    not in its click copy's ``exceptions`` module; older versions use click's."""
+    try:
+        from typer.exceptions import Abort
+    except ImportError:
+        from click.exceptions import Abort
+    return Abort
+
+
 def main(argv: list[str] | None = None) -> int:
     from audioscale.errors import AudioscaleError
 
     ex = _click_exceptions()
+    abort = _abort_exception()
     try:
         app(args=argv, prog_name="audioscale", standalone_mode=False)
     except AudioscaleError as e:
@@ -60,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except ex.ClickException as e:  # usage errors: unknown command, bad option value
         e.show()
         return e.exit_code
-    except ex.Abort:
+    except abort:
         return 1
     except KeyboardInterrupt:
         print("audioscale: interrupted", file=sys.stderr)
