@@ -80,3 +80,22 @@ def test_console_entry_point_runs_as_module():
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "message"),
+    [(KeyboardInterrupt, 130, "interrupted"), (EOFError, 1, "")],
+)
+def test_interrupt_and_abort_give_exit_codes_not_tracebacks(
+    monkeypatch, tmp_path, capsys, raised, code, message
+):
+    """Ctrl-C exits 130 and an aborted prompt exits 1 (typer >= 0.29 keeps ``Abort`` out of
+    its click copy's exceptions module, and returns the Exit code instead of raising)."""
+    import audioscale.sweep.study as study
+
+    def boom(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(study, "study_status", boom)
+    assert main(["status", str(tmp_path)]) == code
+    assert message in capsys.readouterr().err

@@ -279,3 +279,29 @@ def test_cache_paths_keep_dotted_names_apart(tmp_path):
     b = _paths(tmp_path, enc, "clip", -1, "key2")
     assert a[0] != b[0] and a[1] != b[1]
     assert a[0].name == "atto-h0.5-s250-abc-clip-L-1-key1.f32"
+
+
+@pytest.mark.parametrize("device", ["cuda", "gpu"])
+def test_unusable_device_is_a_one_line_error(clips, monkeypatch, device):
+    """--device cuda on a machine without CUDA (or a typo) is a user mistake, not a
+    traceback from torch's lazy CUDA init."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(AudioscaleError, match="device"):
+        extract(LogMelStats(), clips[:1], device=device, progress=False)
+
+
+def test_run_checkpoint_spec_by_step_or_file_name(tmp_path):
+    """``RUN@3`` and ``RUN@step_000003`` (the name the "no checkpoint" message lists) pick
+    the same checkpoint; anything else after ``@`` is a one-line error."""
+    from audioscale.models.mae import build_mae
+    from audioscale.train.checkpoint import checkpoint_name, save_checkpoint
+
+    run = make_run(tmp_path / "run")
+    mae = build_mae(ATTO, FrontendConfig())
+    save_checkpoint(mae, run, checkpoint_name(3), {"step": 3, "fraction": 0.5})
+    by_step = get_encoder(f"{run}@3")
+    assert get_encoder(f"{run}@step_000003").identity() == by_step.identity()
+    assert by_step.identity() != get_encoder(str(run)).identity()
+    with pytest.raises(AudioscaleError, match="@step_NNNNNN") as e:
+        get_encoder(f"{run}@latest")
+    assert "\n" not in str(e.value)

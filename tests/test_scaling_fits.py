@@ -348,3 +348,16 @@ def test_early_training_pools_runs_of_different_lengths():
     out = early_training(rows, ckpt, FitSettings(n_resamples=100))
     first = out["points"][0]
     assert first["fraction"] == 1 / 16 and first["n"] == 6 and first["value"] == 1.0
+
+
+@pytest.mark.parametrize("opt", [["--budget", "-5"], ["--budget", "0"], ["--cut", "-1"]])
+def test_fit_cli_rejects_non_positive_flops(tmp_path, capsys, monkeypatch, opt):
+    """A negative budget crashed the allocation (All-NaN traceback); zero gave D = 0."""
+    from audioscale.cli import main
+    from audioscale.scaling import study_fits
+
+    rows, ckpt = synthetic_rows(12, seed=0)
+    monkeypatch.setattr(study_fits, "load_store_rows", lambda d: (rows, ckpt))
+    rc = main(["fit", str(tmp_path), "--resamples", "50", "--joint-resamples", "20", *opt])
+    err = capsys.readouterr().err
+    assert rc == 2 and opt[0] in err and len(err.strip().splitlines()) == 1

@@ -178,3 +178,16 @@ def test_failed_transaction_leaves_nothing(store):
     with pytest.raises(KeyError):
         store.record(bad)
     assert store.spectral() == [] and store.counts()["pending"] == 2
+
+
+def test_train_metrics_take_the_trainers_column_names(store):
+    """metrics.jsonl (trainer) writes ``hours_seen`` and ``examples_per_s``; the store's
+    ``hours`` and ``ex_per_s`` columns must hold them, not NULL."""
+    jobs = _jobs()
+    store.add_runs(jobs)
+    rid = jobs[0].run_id
+    row = {"step": 4, "loss": 1.0, "lr": 1e-3, "examples": 32, "tokens": 800, "flops": 1e6,
+           "hours_seen": 0.5, "epochs": 1.5, "examples_per_s": 200.0, "wall_s": 2.0}  # fmt: skip
+    store.record(dict(fake_result(rid, 10.0), train_metrics=[row]))
+    (got,) = store.train_metrics(rid)
+    assert got["hours"] == 0.5 and got["ex_per_s"] == 200.0 and got["epochs"] == 1.5

@@ -116,6 +116,10 @@ def test_cli_errors_are_one_line(corpus, tmp_path, capsys):
     assert err.startswith("audioscale: error:") and "model.widht" in err and "\n" not in err
     assert main(["status", str(tmp_path / "nothing")]) == 2
     assert "not a study folder" in capsys.readouterr().err
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(tiny_spec(corpus)))
+    assert main(["sweep", "--config", str(good), "--out", str(good)]) == 2  # --out a file
+    assert "is a file" in capsys.readouterr().err
 
 
 def test_study_command_fits_and_reports(study, capsys):
@@ -159,3 +163,32 @@ def test_corrupt_files_never_kill_a_sweep(tmp_path):
     skipped = [e for e in items if e.get("status") != "ok"]
     assert {e["path"].rsplit("/", 1)[-1] for e in skipped} >= {"train_000.wav", "train_001.wav"}
     assert all(e.get("reason") for e in skipped)
+
+
+def test_changed_pool_re_evaluates_finished_runs_without_retraining(tmp_path):
+    """Every run of a study is measured on the study's current pool: when the pool's
+    manifest gains files, a rerun evaluates finished runs again (keeping their training)
+    instead of leaving them in the results table on the old pool and N."""
+    import numpy as np
+    import soundfile as sf
+
+    root = make_corpus(tmp_path / "c", n_train=8, n_heldout=4, per_class=4)
+    spec = tiny_spec(root, axes={"steps": [4]},
+                     baselines={"random_init": False, "logmel_stats": False})  # fmt: skip
+    out = tmp_path / "study"
+    run_sweep(spec, out, workers=1, progress=False)
+    run_dir = next((out / "runs").iterdir())
+    trained_at = (run_dir / "done.json").stat().st_mtime_ns
+    manifest = root / "pool" / "manifest.csv"
+    extra = [f"audio/extra_{i}.wav,1.0,synth,heldout" for i in range(3)]
+    for i in range(3):
+        x = 0.1 * np.random.default_rng(i).standard_normal(16000)
+        sf.write(root / "pool" / "audio" / f"extra_{i}.wav", x.astype(np.float32), 16000)
+    manifest.write_text(manifest.read_text() + "\n".join(extra) + "\n")
+    run_sweep(spec, out, workers=1, progress=False)
+    with Store(out / "study.db") as store:
+        pool, n_pool = store.meta()["eval_pool"], store.meta()["eval_pool_n"]
+        (row,) = store.results()
+        assert store.runs()[0]["attempts"] == 2
+    assert row["rankme_pool"] == pool and row["rankme_N"] == n_pool
+    assert (run_dir / "done.json").stat().st_mtime_ns == trained_at  # not retrained

@@ -215,3 +215,19 @@ def test_cuda_requested_without_cuda_is_one_line(pool, tmp_path, capsys):
     args = ["pretrain", "--out", str(tmp_path / "r")] + [x for s in sets for x in ("--set", s)]
     assert main(args) == 2
     assert "train.device" in capsys.readouterr().err
+
+
+def test_unparsable_device_is_a_config_error_before_work(pool, tmp_path):
+    """A device string torch cannot parse (``gpu``) fails in plan() with the key, not as a
+    RuntimeError traceback from torch.device after the pool is read."""
+    with pytest.raises(ConfigError, match="train.device"):
+        trainer.plan(_cfg(pool, tmp_path, "train.device=gpu"))
+
+
+def test_out_that_is_a_file_is_one_line(pool, tmp_path, capsys):
+    f = tmp_path / "run.yaml"
+    f.write_text("x: 1\n")
+    sets = [f"data.pool={pool}", f"data.cache_dir={tmp_path}", "model.preset=atto"]
+    args = ["pretrain", "--out", str(f)] + [x for s in sets for x in ("--set", s)]
+    assert main(args) == 2
+    assert "is a file" in capsys.readouterr().err

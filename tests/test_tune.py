@@ -236,3 +236,11 @@ def test_pick_classify_and_fit():
     )
     assert 0 < noisy.r2 < 1 and not math.isclose(noisy.k, 0.7)
     assert fit_power_law([64, 64], [1e-3, 2e-3]) is None
+
+
+def test_cli_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    f = tmp_path / "tune.json"
+    f.write_text("{}")
+    assert main(["tune", "--sizes", "atto", "--steps", "2", "--out", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file" in err and len(err.strip().splitlines()) == 1

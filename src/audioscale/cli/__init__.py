@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     ex = _click_exceptions()
     abort = _abort_exception()
     try:
-        app(args=argv, prog_name="audioscale", standalone_mode=False)
+        # non-standalone typer returns the exit code of a typer.Exit (130 for Ctrl-C)
+        code = app(args=argv, prog_name="audioscale", standalone_mode=False)
     except AudioscaleError as e:
         print(f"audioscale: error: {e}", file=sys.stderr)
         return 2
@@ -78,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 1
-    return 0
+    if code == 130:
+        print("audioscale: interrupted", file=sys.stderr)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -39,8 +39,12 @@ def fit_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Fit power laws with bootstrap CIs, validate them, write fits.json."""
+    from audioscale.errors import ConfigError
     from audioscale.scaling.study_fits import FitSettings, fit_study
 
+    for key, v in (("--budget", budget), ("--cut", cut)):
+        if v is not None and not v > 0:  # also NaN
+            raise ConfigError(key, f"must be a positive number of FLOPs, got {v:g}")
     settings = FitSettings(
         n_resamples=resamples, n_resamples_joint=joint_resamples, seed=seed, huber=huber,
         budget_flops=budget, compute_cut=cut,

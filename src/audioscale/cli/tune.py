@@ -96,6 +96,10 @@ def tune_cmd(
     from audioscale.config import load_config
     from audioscale.train.tune import tune
 
+    if out.exists() and not out.is_dir():
+        from audioscale.errors import ConfigError
+
+        raise ConfigError("--out", f"{out} is a file, not a folder")
     cfg = load_config(config, overrides)
     res = tune(
         cfg,

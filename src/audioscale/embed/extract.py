@@ -378,8 +378,16 @@ class _Engine:
 
 
 def _prepare(encoder: Encoder, device: str) -> Encoder:
+    from audioscale.errors import EmbeddingError
+
     dev = resolve_device(device)
-    if torch.device(dev) != encoder.device:
+    try:
+        target = torch.device(dev)
+    except RuntimeError:
+        raise EmbeddingError(f"device {device!r}: expected auto, cpu, cuda or cuda:N") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise EmbeddingError(f"device {device!r}: CUDA is not available here")
+    if target != encoder.device:
         encoder.to(dev)
     return encoder
 

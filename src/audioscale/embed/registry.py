@@ -67,7 +67,12 @@ def get_encoder(spec: str) -> Encoder:
         return RunEncoder(p)
     base, sep, which = spec.rpartition("@")
     if sep and _is_run(Path(base)):
-        return RunEncoder(base, int(which) if which.isdigit() else which)
+        step = which.removeprefix("step_")  # the checkpoint's file name works too
+        if step.isdigit():
+            return RunEncoder(base, int(step))
+        if which != "final":
+            raise AudioscaleError(f"{spec}: expected RUN_DIR@<step>, @step_NNNNNN or @final")
+        return RunEncoder(base, which)
     if p.is_dir() and (p / "config.json").is_file():
         raise AudioscaleError(f"{spec}: looks like a transformers folder; use hf:{spec}")
     if p.exists():

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -502,17 +503,58 @@ def one_line(e: BaseException) -> str:
     return " ".join(msg.split())[:500]
 
 
+def eval_key(ctx: EvalContext) -> str:
+    """What a run's evaluation depends on besides its weights: the pool (its name hashes its
+    file list), the RankMe options and the probe setup. A run evaluated under another key
+    (the pool's manifest or the task folders changed since) is stale and is evaluated again."""
+    return config_hash(
+        {"pool": ctx.pool_name, "level": ctx.level, "layer": ctx.layer, "centred": ctx.centred,
+         "seed": ctx.seed, "tasks": list(ctx.task_dirs), "protocols": list(ctx.protocols)},
+        16,
+    )  # fmt: skip
+
+
+def is_current(result: dict, ctx: EvalContext) -> bool:
+    """Whether a finished result was evaluated under ``ctx`` (results written before
+    ``eval_key`` existed are compared by their pool name, when they name one)."""
+    if result.get("eval_key") is not None:
+        return result["eval_key"] == eval_key(ctx)
+    pool = (result.get("info") or {}).get("rankme_pool")
+    return pool is None or pool == ctx.pool_name
+
+
+def stale_runs(run_ids: list[str], runs_dir: str | Path, ctx: EvalContext) -> list[str]:
+    """Those of ``run_ids`` whose run folder holds a result evaluated under another
+    ``eval_key`` than ``ctx``'s."""
+    out = []
+    for rid in run_ids:
+        path = Path(runs_dir) / rid / "result.json"
+        if path.is_file() and not is_current(_load(path), ctx):
+            out.append(rid)
+    return out
+
+
 def run_job(job: Any, run_dir: str | Path, ctx: EvalContext, progress: bool = False) -> dict:
     """Execute one job (or return its finished result.json); writes result.json, and on a
-    failure error.json + error.log before re-raising."""
+    failure error.json + error.log before re-raising. Evaluation markers written under
+    another ``eval_key`` are dropped first (pretraining is kept)."""
     run_dir = Path(run_dir)
     result_path = run_dir / "result.json"
+    key = eval_key(ctx)
     if result_path.is_file():
         result = _load(result_path)
-        if result.get("run_id") == job.run_id:
+        if result.get("run_id") == job.run_id and is_current(result, ctx):
             return result
+        if not is_current(result, ctx):
+            result_path.unlink()
+            shutil.rmtree(run_dir / "eval", ignore_errors=True)
+    key_path = run_dir / "eval" / "key.json"
+    if key_path.is_file() and _load(key_path).get("eval_key") != key:
+        shutil.rmtree(run_dir / "eval", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "error.json").unlink(missing_ok=True)
+    if job.kind == "trained":
+        atomic_save_json(key_path, {"eval_key": key})
     try:
         if job.kind == "trained":
             result = execute_run(job.config, run_dir, ctx, progress=progress)
@@ -523,5 +565,6 @@ def run_job(job: Any, run_dir: str | Path, ctx: EvalContext, progress: bool = Fa
         (run_dir / "error.log").write_text(traceback.format_exc())
         raise
     result["run_id"] = job.run_id
+    result["eval_key"] = key
     atomic_save_json(result_path, result)
     return result

@@ -216,6 +216,17 @@ class Store:
             )
         return cur.rowcount
 
+    def mark_pending(self, run_ids: list[str]) -> int:
+        """Put these runs back to pending (done runs whose evaluation is stale); their
+        recorded rows stay until re-recorded."""
+        with self.tx() as db:
+            n = 0
+            for rid in run_ids:
+                n += db.execute(
+                    "UPDATE runs SET status='pending', error=NULL, pid=NULL WHERE run_id=?", (rid,)
+                ).rowcount
+        return n
+
     def record(self, result: dict[str, Any], wall_s: float | None = None) -> None:
         """Store a run's result (the run folder's result.json) and mark it done, atomically.
         Re-recording replaces the run's rows."""
@@ -416,6 +427,9 @@ def result_columns(rows: list[dict[str, Any]]) -> list[str]:
 
 
 EX_PER_S = ("ex/s", "ex_s", "examples_per_s", "ex_per_sec")
+# metrics.jsonl names (the trainer's) → train_metrics columns
+ALIASES = {"ex/s": "ex_per_s", "ex_s": "ex_per_s", "examples_per_s": "ex_per_s",
+           "hours_seen": "hours"}  # fmt: skip
 
 
 def _merge_steps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -424,9 +438,7 @@ def _merge_steps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         if "step" not in r:
             continue
-        r = {
-            ("ex_per_s" if k in ("ex/s", "ex_s", "examples_per_s") else k): v for k, v in r.items()
-        }
+        r = {ALIASES.get(k, k): v for k, v in r.items()}
         merged.setdefault(int(r["step"]), {}).update(r)
     return [merged[s] for s in sorted(merged)]
 

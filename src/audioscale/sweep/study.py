@@ -58,6 +58,8 @@ def resolve_source(source: str | Path) -> Path:
 
 @contextmanager
 def study_lock(study_dir: Path) -> Iterator[None]:
+    if study_dir.exists() and not study_dir.is_dir():
+        raise ConfigError("--out", f"{study_dir} is a file, not a study folder")
     study_dir.mkdir(parents=True, exist_ok=True)
     path = study_dir / ".sweep.lock"
     with open(path, "a+") as f:
@@ -125,7 +127,7 @@ def run_sweep(
     job_fn: Callable | None = None,
 ) -> dict[str, Any]:
     """Execute a sweep into study folder ``out``; returns ``Store.status()`` plus exports."""
-    from audioscale.sweep.run import build_eval_context, run_job
+    from audioscale.sweep.run import build_eval_context, run_job, stale_runs
 
     sweep = load_sweep(source)
     s = sweep.settings
@@ -144,6 +146,10 @@ def run_sweep(
         with Store(study_dir / "study.db") as store:
             store.add_runs(sweep.jobs)
             store.reset(("running", "failed") if retry_failed else ("running",))
+            # done runs measured on another pool / task set than this one's: evaluate again
+            done = {r["run_id"] for r in store.runs("done")}
+            done = [j.run_id for j in sweep.jobs if j.run_id in done]
+            store.mark_pending(stale_runs(done, study_dir / "runs", ctx))
             store.set_meta(
                 name=sweep.name, workers=workers, executor=executor, eval_pool=ctx.pool_name,
                 eval_pool_n=len(ctx.pool_rows), tasks=ctx.task_dirs, spec_hash=sweep.spec_hash(),

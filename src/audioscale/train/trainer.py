@@ -154,6 +154,12 @@ def plan(cfg: RunConfig) -> Plan:
 
     model_cfg = resolve(cfg.model)
     cfg = cfg.model_copy(update={"model": model_cfg})
+    try:
+        torch.device(resolve_device(cfg.train.device))
+    except RuntimeError:
+        raise ConfigError(
+            "train.device", f"{cfg.train.device!r} is not auto, cpu, cuda or cuda:N"
+        ) from None
     fe = cfg.frontend
     g = geometry(model_cfg.patch, fe.n_mels)
     frames = 1 + round(cfg.data.clip_seconds * fe.sample_rate) // fe.hop_length
@@ -372,6 +378,8 @@ def pretrain(
     ``resume=True``: a finished folder returns its result at once; an interrupted one
     continues from ``train_state.pt``. ``resume=False`` starts over."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("out", f"{out} is a file, not a run folder")
     p = plan(cfg)
     cfg = p.cfg
     if resume:
