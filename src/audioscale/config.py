@@ -128,7 +128,6 @@ class EvalConfig(Strict):
     rankme_centred: bool = False
     rankme_seed: int = 0
     protocols: list[Literal["linear", "knn"]] = Field(default_factory=lambda: ["linear", "knn"])
-    probe_checkpoints: Literal["final", "all"] = "final"
 
 
 class RunConfig(Strict):

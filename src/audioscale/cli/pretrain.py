@@ -44,8 +44,10 @@ def pretrain_cmd(
     result = pretrain(cfg, out, progress=progress and not as_json, resume=not no_resume)
     summary = {
         "run_dir": str(out),
-        "params": result.params.get("total"),
+        # the results table's names: params = encoder; params_total includes the decoder
+        "params": result.params.get("encoder"),
         "params_nonembed": result.params.get("encoder_nonembed"),
+        "params_total": result.params.get("total"),
         "flops_per_example": p.flops_per_example,
         "train_flops": result.flops,
         "steps": result.steps,
