@@ -61,3 +61,15 @@ def test_run_hash_ignores_name_and_tracks_content():
     b = load_config(None, ["name=b"])
     c = load_config(None, ["train.seed=1"])
     assert a.run_hash() == b.run_hash() != c.run_hash()
+
+
+def test_example_configs_in_the_repo_are_valid():
+    from pathlib import Path
+
+    from audioscale.sweep.spec import load_sweep
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    cfg = load_config(root / "pretrain.yaml")
+    assert cfg.model.preset == "femto" and cfg.data.hours == 0.5
+    sweep = load_sweep(root / "sweep-example.yaml")
+    assert len([j for j in sweep.jobs if j.kind == "trained"]) == 10
