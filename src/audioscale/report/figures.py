@@ -29,7 +29,12 @@ BASELINE_STYLE = {
     "baseline": {"marker": "s", "color": "#7f7f7f", "label": "baseline (log-mel stats)"},
     "external": {"marker": "^", "color": "#9467bd", "label": "external encoder"},
 }
-VAR_LABEL = {"N": "N (non-embedding params)", "D": "D (examples seen)", "C": "C (training FLOPs)"}
+VAR_LABEL = {
+    "N": "N (non-embedding params)",
+    "D": "D (examples seen)",
+    "U": "U (unique hours of data)",
+    "C": "C (training FLOPs)",
+}
 DPI = 110
 
 
@@ -179,10 +184,10 @@ def fig_laws(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure:
         raise NoFigure("no scaling laws were fitted")
     tr = _trained(rows)
     targets = [("rankme", "RankMe"), ("suite", "suite score"), ("heldout_loss", "held-out loss")]
-    fig, axes = plt.subplots(3, 3, figsize=(10, 8.5), squeeze=False)
+    fig, axes = plt.subplots(3, 4, figsize=(12.5, 8.5), squeeze=False)
     drawn = 0
     for i, (t, tl) in enumerate(targets):
-        for j, var in enumerate(("N", "D", "C")):
+        for j, var in enumerate(("N", "D", "U", "C")):
             ax = axes[i][j]
             law = laws.get(f"{t}_vs_{var}", {})
             xk = law.get("x")
@@ -204,7 +209,7 @@ def fig_laws(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure:
                 ax.legend(fontsize=7)
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.minorticks_off()
+            _readable_log_ticks(ax)
             ax.grid(True, alpha=0.3)
             if i == 2:
                 ax.set_xlabel(VAR_LABEL[var], fontsize=8)
@@ -215,6 +220,19 @@ def fig_laws(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure:
         raise NoFigure("no run has N, D or C together with RankMe, score or loss")
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.07, top=0.98, wspace=0.28, hspace=0.22)
     return fig
+
+
+def _readable_log_ticks(ax) -> None:
+    """Log axes spanning less than a decade get no labelled major tick by default: label
+    1-2-5 steps instead, with three significant digits."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2g}"))
+        axis.set_minor_locator(NullLocator())
+    ax.tick_params(labelsize=7)
+    ax.tick_params(axis="x", labelrotation=30)
 
 
 def fig_early_training(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure:

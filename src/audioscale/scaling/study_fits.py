@@ -329,9 +329,11 @@ def residual_flags(rows: list[dict], ok: np.ndarray, fit: Fit, zcut: float) -> d
 
 
 def single_laws(rows: list[dict], s: FitSettings, n_col: str | None, d_col: str | None) -> dict:
-    """RankMe, suite and held-out loss vs N, D, C: power laws with CIs and validation."""
+    """RankMe, suite and held-out loss vs N, D (data seen), U (unique data: the hours of
+    the run's nested subset, the data-volume axis of a sweep) and C: power laws with CIs
+    and validation."""
     out = {}
-    xs = {"N": n_col, "D": d_col, "C": "train_flops"}
+    xs = {"N": n_col, "D": d_col, "U": "data_hours", "C": "train_flops"}
     flops = col(rows, "train_flops")
     for target in TARGETS:
         for var, xcol in xs.items():
