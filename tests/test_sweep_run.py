@@ -192,3 +192,23 @@ def test_changed_pool_re_evaluates_finished_runs_without_retraining(tmp_path):
         assert store.runs()[0]["attempts"] == 2
     assert row["rankme_pool"] == pool and row["rankme_N"] == n_pool
     assert (run_dir / "done.json").stat().st_mtime_ns == trained_at  # not retrained
+
+
+def test_frame_level_rankme_streams_in_a_sweep(tmp_path):
+    """eval.rankme_level=frame: every frame of the pool is measured (n = frames, not clips),
+    through the streaming Gram route; the train/heldout slices still run."""
+    import yaml
+
+    root = make_corpus(tmp_path / "corpus", n_train=8, n_heldout=4, per_class=4)
+    spec = tiny_spec(root, axes={"steps": [6]})
+    spec["base"]["eval"]["rankme_level"] = "frame"
+    spec["baselines"] = {"random_init": False, "logmel_stats": False}
+    cfg = root / "sweep.yaml"
+    cfg.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "study"
+    assert main(["sweep", "--config", str(cfg), "--out", str(out), "--workers", "1"]) == 0
+    with Store(out / "study.db") as store:
+        (row,) = store.results()
+    n_clips = 4 + 2 * 2 * 4  # heldout files + task clips, 1 s each
+    assert row["rankme_N"] > 10 * n_clips  # 25 tokens per second of audio
+    assert 1.0 <= row["rankme"] <= row["rankme_K"] and row["rankme_train"] is not None

@@ -329,7 +329,26 @@ def measure_checkpoint(run_dir: Path, c: dict, ctx: EvalContext, tasks: dict | N
 
 
 def measure_encoder(encoder: Any, ctx: EvalContext, tasks: dict | None = None) -> dict:
+    if ctx.level == "frame":
+        return streamed_row(encoder, ctx.pool_rows, ctx, ctx.pool_name)
     return spectral_row(pool_matrix(encoder, ctx, tasks), ctx, ctx.pool_name)
+
+
+def streamed_row(encoder: Any, rows: list[dict], ctx: EvalContext, pool: str) -> dict:
+    """Frame-level metrics of ``rows`` streamed through the Gram accumulator
+    (``metrics.measure``): memory O(K²) however many frames; ``n`` counts frames."""
+    from audioscale.metrics.measure import measure
+
+    m = measure(
+        encoder, rows, samples=None, level="frame", layer=ctx.layer, centred=ctx.centred,
+        pool_name=pool, device=ctx.device, batch_size=ctx.batch_size,
+    )  # fmt: skip
+    keys = ("rankme", "alpha_req", "nesum", "stable_rank", "participation_ratio")
+    return {
+        "pool": pool, "level": "frame", "layer": ctx.layer, "centred": ctx.centred,
+        "n": int(m["n"]), "k": int(m["k"]), "route": m["route"],
+        **{k: _f(m.get(k)) for k in keys},
+    }  # fmt: skip
 
 
 def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress: bool = False):
@@ -364,7 +383,9 @@ def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress:
     sl = {}
     for which, marker in ((TRAIN_SLICE, "spectral_train.json"),
                           (HELDOUT_SLICE, "spectral_heldout.json")):  # fmt: skip
-        out = _stage(run_dir / "eval" / marker, slice_metrics, run_dir, cfg, final["n"], ctx, which)
+        # at most as many clips as the eval pool measured (final["n"] counts frames at frame level)
+        n_clips = final["n"] if ctx.level == "clip" else len(ctx.pool_rows)
+        out = _stage(run_dir / "eval" / marker, slice_metrics, run_dir, cfg, n_clips, ctx, which)
         walls.append(out["wall_s"])
         sl[which] = out["value"] or {}
         if out["value"]:
@@ -402,6 +423,8 @@ def slice_metrics(run_dir: Path, cfg: RunConfig, n_cap: int, ctx: EvalContext, w
     if not rows:
         return None
     encoder = RunEncoder(run_dir, checkpoint=FINAL)
+    if ctx.level == "frame":
+        return streamed_row(encoder, rows, ctx, which)
     return spectral_row(extract_rows(encoder, rows, ctx, ctx.level).emb, ctx, which)
 
 
