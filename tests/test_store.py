@@ -191,3 +191,15 @@ def test_train_metrics_take_the_trainers_column_names(store):
     store.record(dict(fake_result(rid, 10.0), train_metrics=[row]))
     (got,) = store.train_metrics(rid)
     assert got["hours"] == 0.5 and got["ex_per_s"] == 200.0 and got["epochs"] == 1.5
+
+
+def test_runs_an_edited_spec_dropped_leave_the_results(store):
+    a, b = _jobs()
+    store.add_runs([a, b])
+    store.record(fake_result(a.run_id, 10.0))
+    store.record(fake_result(b.run_id, 12.0))
+    assert {r["run_id"] for r in store.results()} == {a.run_id, b.run_id}  # no spec recorded
+    store.set_meta(spec_runs=[b.run_id])
+    assert [r["run_id"] for r in store.results()] == [b.run_id]
+    assert {r["run_id"] for r in store.checkpoint_metrics()} == {b.run_id}
+    assert len(store.runs("done")) == 2  # kept in the database

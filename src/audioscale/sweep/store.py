@@ -272,6 +272,14 @@ class Store:
             r["config"] = json.loads(r["config"])
         return rows
 
+    def current_runs(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Runs of the study's current sweep spec (meta ``spec_runs``, written by each
+        sweep): a run that an edited spec no longer lists stays in the database but leaves
+        the results table, the exports and the fits. All runs when no spec was recorded."""
+        spec = self.meta().get("spec_runs")
+        runs = self.runs(status)
+        return runs if spec is None else [r for r in runs if r["run_id"] in set(spec)]
+
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(STATUSES, 0)
         for status, n in self.db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"):
@@ -312,7 +320,7 @@ class Store:
     def results(self) -> list[dict[str, Any]]:
         """One row per done run: the results table of docs/ARCHITECTURE.md."""
         out = []
-        for run in self.runs("done"):
+        for run in self.current_runs("done"):
             rid = run["run_id"]
             info = self.info(rid)
             row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
@@ -340,7 +348,7 @@ class Store:
         """Spectral metrics at every stored checkpoint of trained runs, on each run's
         primary pool and options (the early-training question)."""
         out = []
-        for run in self.runs("done"):
+        for run in self.current_runs("done"):
             if run["kind"] != "trained":
                 continue
             pool, level, layer, centred = self._primary(self.info(run["run_id"]))

@@ -153,6 +153,7 @@ def run_sweep(
             store.set_meta(
                 name=sweep.name, workers=workers, executor=executor, eval_pool=ctx.pool_name,
                 eval_pool_n=len(ctx.pool_rows), tasks=ctx.task_dirs, spec_hash=sweep.spec_hash(),
+                spec_runs=[j.run_id for j in sweep.jobs],
                 started=time.time(),
             )  # fmt: skip
             status = {r["run_id"]: r["status"] for r in store.runs()}
