@@ -361,3 +361,14 @@ def test_fit_cli_rejects_non_positive_flops(tmp_path, capsys, monkeypatch, opt):
     rc = main(["fit", str(tmp_path), "--resamples", "50", "--joint-resamples", "20", *opt])
     err = capsys.readouterr().err
     assert rc == 2 and opt[0] in err and len(err.strip().splitlines()) == 1
+
+
+def test_joint_fit_with_a_vanished_term_is_reported_not_printed_as_a_law():
+    """Held-out loss that grows with N (short runs of bigger models): the best fit sends
+    A/N^alpha to ~0, which must come back as degenerate, not as a law with an exponent."""
+    rng = np.random.default_rng(0)
+    n = np.repeat([1e5, 3e5, 8e5], 5)
+    d = np.tile([4e3, 8e3, 1.6e4, 8e3, 8e3], 3)
+    loss = 1.3 * d**-0.14 * (1 + 0.02 * np.log(n / 1e5)) * np.exp(rng.normal(0, 0.01, n.size))
+    fit = fit_joint(n, d, loss)
+    assert not fit.converged and "N term" in fit.message
