@@ -133,10 +133,19 @@ def test_study_command_fits_and_reports(study, capsys):
     assert res["headline"]["n_runs"] == 2 and "verdict" in res["headline"]
 
 
+def _sweep_one_worker(root, spec: dict, out):
+    """Write ``spec`` next to the corpus and run it through the CLI with one worker."""
+    import yaml
+
+    cfg = root / "sweep.yaml"
+    cfg.write_text(yaml.safe_dump(spec))
+    assert main(["sweep", "--config", str(cfg), "--out", str(out), "--workers", "1"]) == 0
+    return out
+
+
 def test_corrupt_files_never_kill_a_sweep(tmp_path):
     """One truncated pool file, one text-as-wav pool file and one corrupt task clip: every
     run still finishes, and the bad files are skipped with their reasons, not hidden."""
-    import yaml
 
     root = make_corpus(tmp_path / "corpus", n_train=12, n_heldout=4, per_class=6)
     pool = root / "pool" / "audio"
@@ -145,11 +154,7 @@ def test_corrupt_files_never_kill_a_sweep(tmp_path):
     (root / "tasks" / "tone" / "low_0.wav").write_bytes(b"RIFF\x00\x00garbage")
     spec = tiny_spec(root, axes={"steps": [6]})
     spec["baselines"] = {"random_init": False, "logmel_stats": True}
-    cfg = root / "sweep.yaml"
-    cfg.write_text(yaml.safe_dump(spec))
-    out = tmp_path / "study"
-    assert main(["sweep", "--config", str(cfg), "--out", str(out), "--workers", "1"]) == 0
-    with Store(out / "study.db") as store:
+    with Store(_sweep_one_worker(root, spec, tmp_path / "study") / "study.db") as store:
         assert store.counts()["done"] == 2 and store.counts()["failed"] == 0
         rows = store.results()
     for r in rows:
@@ -197,17 +202,12 @@ def test_changed_pool_re_evaluates_finished_runs_without_retraining(tmp_path):
 def test_frame_level_rankme_streams_in_a_sweep(tmp_path):
     """eval.rankme_level=frame: every frame of the pool is measured (n = frames, not clips),
     through the streaming Gram route; the train/heldout slices still run."""
-    import yaml
 
     root = make_corpus(tmp_path / "corpus", n_train=8, n_heldout=4, per_class=4)
     spec = tiny_spec(root, axes={"steps": [6]})
     spec["base"]["eval"]["rankme_level"] = "frame"
     spec["baselines"] = {"random_init": False, "logmel_stats": False}
-    cfg = root / "sweep.yaml"
-    cfg.write_text(yaml.safe_dump(spec))
-    out = tmp_path / "study"
-    assert main(["sweep", "--config", str(cfg), "--out", str(out), "--workers", "1"]) == 0
-    with Store(out / "study.db") as store:
+    with Store(_sweep_one_worker(root, spec, tmp_path / "study") / "study.db") as store:
         (row,) = store.results()
     n_clips = 4 + 2 * 2 * 4  # heldout files + task clips, 1 s each
     assert row["rankme_N"] > 10 * n_clips  # 25 tokens per second of audio
