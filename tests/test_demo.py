@@ -268,11 +268,17 @@ def test_missing_packages_fail_with_apt_hint(tmp_path):
     assert "\n" not in msg
 
 
+def _real_asterisk(lg: str):
+    folder = demo.asterisk_dir(demo.DemoSources(), lg)
+    assert folder is not None, f"asterisk-core-sounds-{lg}-wav is not installed"
+    return folder
+
+
 def test_missing_optional_language_is_reported(tmp_path):
     root = tmp_path / "sounds"
     root.mkdir()
     for lg in ("en", "es", "fr", "it"):
-        (root / lg).symlink_to(demo.DemoSources().asterisk / lg)
+        (root / lg).symlink_to(_real_asterisk(lg))
     langs, voices, problems = demo.check_sources(demo.DemoSources(asterisk=root))
     assert langs == ["en", "es", "fr", "it"] and len(voices) == 15
     assert any("asterisk-core-sounds-ru-wav" in p for p in problems)
@@ -280,6 +286,24 @@ def test_missing_optional_language_is_reported(tmp_path):
         (root / lg).unlink()
     with pytest.raises(DataError, match="asterisk-core-sounds-ru-wav"):
         demo.check_sources(demo.DemoSources(asterisk=root))
+
+
+def test_asterisk_voice_folders_and_short_links_read_the_same(tmp_path):
+    """The -wav packages install voice folders; the short names are optional links."""
+    voices, links = tmp_path / "voices", tmp_path / "links"
+    voices.mkdir()
+    links.mkdir()
+    for lg in ("en", "ru"):
+        (voices / demo.ASTERISK_VOICES[lg]).symlink_to(_real_asterisk(lg))
+        (links / lg).symlink_to(_real_asterisk(lg))
+    got = {}
+    for name, root in (("voices", voices), ("links", links)):
+        src = demo.DemoSources(asterisk=root)
+        assert demo.check_sources(src)[0] == ["en", "ru"]
+        files = demo.asterisk_files(src, ["en", "ru"], [])
+        got[name] = [(f.origin, f.label, f.group, f.duration) for f in files]
+        assert demo.source_folders(src, ["en"])["asterisk:en"].startswith(str(root))
+    assert got["voices"] == got["links"] and len(got["voices"]) > 100
 
 
 # --------------------------------------------------------------------------- helpers
@@ -353,3 +377,20 @@ def test_large_size_keeps_the_tasks_and_enlarges_the_pool(synth):
     assert full_tasks == large_tasks
     assert len(large_pool) > 2 * len(full_pool)
     assert demo.SIZES["large"].pool_target_hours >= 3 * demo.SIZES["full"].pool_target_hours
+
+
+def test_espeak_output_is_the_first_that_two_runs_agree_on(monkeypatch):
+    from audioscale.data import synth as synth_mod
+
+    outputs = iter([b"odd", b"usual", b"usual", b"never"])
+    calls = []
+
+    def fake(cmd, voice):
+        calls.append(cmd)
+        return next(outputs)
+
+    monkeypatch.setattr(synth_mod, "_run_espeak", fake)
+    assert synth_mod._agreed_output(["espeak-ng"], "en") == b"usual"
+    assert len(calls) == 3
+    outputs = iter([b"a", b"a"])
+    assert synth_mod._agreed_output(["espeak-ng"], "en") == b"a"

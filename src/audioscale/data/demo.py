@@ -62,13 +62,13 @@ source files are skipped and reported, never fatal.
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import io
 import json
 import math
 import os
 import re
+import shutil
 import time
 import zipfile
 import zlib
@@ -127,6 +127,16 @@ TASK_DESCRIPTIONS = {
 }
 
 ASTERISK_LANGS = ("en", "es", "fr", "it", "ru")
+# asterisk-core-sounds-<lg>-wav installs its prompts in one voice folder per language;
+# the short names <lg>/ are alternatives links made by the (recommended) packages
+# asterisk-core-sounds-<lg>, which --no-install-recommends skips. Both layouts are read.
+ASTERISK_VOICES = {
+    "en": "en_US_f_Allison",
+    "es": "es_MX_f_Allison",
+    "fr": "fr_CA_f_June",
+    "it": "it_IT_m_Carlo",
+    "ru": "ru_RU_f_IvrvoiceRU",
+}
 ESPEAK_VARIANTS = (
     "m1",
     "m2",
@@ -282,6 +292,7 @@ class DemoSummary:
     removed: int = 0
     problems: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    read_from: dict[str, str] = field(default_factory=dict)  # source → folder or program
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -322,6 +333,7 @@ class Plan:
     blocked: set[str] = field(default_factory=set)  # "<source>:<group>" of valid/test splits
     problems: list[str] = field(default_factory=list)
     dests: set[str] = field(default_factory=set)
+    read_from: dict[str, str] = field(default_factory=dict)  # source → folder or program
 
     def add(self, job: Job) -> bool:
         """Append ``job`` unless an identical clip (same file name) is already planned."""
@@ -434,7 +446,7 @@ def check_sources(sources: DemoSources) -> tuple[list[str], list[str], list[str]
     source (one asterisk language, some voices) is only reported.
     """
     missing, problems = [], []
-    langs = [lg for lg in ASTERISK_LANGS if any((sources.asterisk / lg).glob("*.wav"))]
+    langs = [lg for lg in ASTERISK_LANGS if asterisk_dir(sources, lg) is not None]
     for lg in sorted(set(ASTERISK_LANGS) - set(langs)):
         problems.append(f"asterisk language '{lg}' missing (asterisk-core-sounds-{lg}-wav)")
     if len(langs) < 2:
@@ -489,11 +501,31 @@ def _probe(path: str, origin: str, label: str, group: str, problems: list) -> Sr
     return SrcFile(path, origin, dur, label, group)
 
 
+def asterisk_dir(sources: DemoSources, lg: str) -> Path | None:
+    """The folder holding language ``lg``'s prompt wavs: the voice folder the -wav package
+    installs (e.g. ``en_US_f_Allison``), else the short alternatives link ``en``."""
+    for name in (ASTERISK_VOICES[lg], lg):
+        root = sources.asterisk / name
+        if root.is_dir() and any(root.glob("*.wav")):
+            return root
+    return None
+
+
+def source_folders(sources: DemoSources, langs: list[str]) -> dict[str, str]:
+    """Where each source was read from (printed by ``data demo``, kept in summary.json)."""
+    out = {f"asterisk:{lg}": str(asterisk_dir(sources, lg)) for lg in langs}
+    out["hedgewars"] = str(sources.hedgewars)
+    out["ufoai"] = str(sources.ufoai)
+    out["soundfont"] = str(sources.sf2)
+    out["espeak"] = shutil.which("espeak-ng") or "espeak-ng"
+    return out
+
+
 def asterisk_files(sources: DemoSources, langs: list[str], problems: list) -> list[SrcFile]:
     """Prompt wavs per language; ``silence/`` (digital silence by design) is left out."""
     out = []
     for lg in langs:
-        root = sources.asterisk / lg
+        root = asterisk_dir(sources, lg)
         for p in sorted(root.rglob("*.wav")):
             rel = p.relative_to(root).as_posix()
             if rel.startswith("silence/"):
@@ -928,7 +960,7 @@ def make_plan(
     """Everything the build will write, decided from metadata only (deterministic)."""
     spec = SIZES[size]
     langs, voices, problems = check_sources(sources)
-    plan = Plan(problems=list(problems))
+    plan = Plan(problems=list(problems), read_from=source_folders(sources, langs))
     synth = synth or SoundfontRenderer(sources.sf2)
     real = {
         "asterisk": asterisk_files(sources, langs, plan.problems),
@@ -1146,6 +1178,8 @@ def print_summary(s: DemoSummary) -> None:
     for split, v in s.pool["splits"].items():
         t.add_row("", "", f"pool {split}", str(v["clips"]), f"{v['hours']:.3f}")
     con = Console(stderr=True)
+    for src, where in s.read_from.items():
+        con.print(f"read {src} from {where}")
     con.print(t)
     con.print(
         f"{s.rendered} clips rendered, {s.reused} reused, {s.removed} stale files removed, "
@@ -1185,6 +1219,7 @@ def build_demo(
     summary.reused, summary.rendered = reused, rendered
     summary.removed = _remove_orphans(out, rows)
     summary.problems = plan.problems
+    summary.read_from = plan.read_from
     summary.wall_s = round(time.time() - t0, 2)
     atomic_save_json(out / "summary.json", summary.to_dict())
     if progress:
