@@ -1,15 +1,16 @@
 """GPU pretraining throughput of our MAE on the Dasheng-base-like config (issue 4, DESIGN.md
 "Targets"), measured beside the reference anchor in the same run.
 
-What is timed (per variant): the trainer's update step (audioscale.train.trainer) on a
-synthetic log-mel batch already on the device (the input pipeline is measured
-separately): per-step lr assignment, the per-step seeded mask generator
-(trainer.mask_generator), autocast (trainer._autocast: bf16 on CUDA), forward,
-``zero_grad(set_to_none)``, backward, gradient clipping at 1.0, fused AdamW with the
-trainer's parameter groups (trainer._param_groups: no decay on 1-D params and mask
-tokens), loss accumulation on the device. Warm-up steps first (they include compilation,
-reported as ``first_steps_s``), then ``--steps`` timed steps between two
-``cuda.synchronize()``.
+What is timed (per variant): the trainer's own update step, ``trainer.train_step``, called
+exactly as ``trainer._train`` calls it, on a synthetic log-mel batch already on the device
+(the input pipeline is measured separately): the schedule's lr (``Schedule.lr_at``), the
+step's mask uniforms from ``trainer.mask_noise`` (the per-step seeded generator, drawn
+outside the model and passed as ``noise=``), then inside ``train_step`` the lr assignment,
+autocast (bf16 on CUDA), forward, ``zero_grad(set_to_none)``, backward, gradient clipping
+at ``grad_clip``, fused AdamW from ``trainer.build_optimizer`` (no decay on 1-D params
+and mask tokens), and the loss kept on the device by ``trainer.LossWindow.add``. Warm-up
+steps first (they include compilation, reported as ``first_steps_s``), then ``--steps``
+timed steps between two ``cuda.synchronize()``.
 
 Config (the anchor's, /work/shared/bench/gpu_anchor_mae.py, read for its method):
 64 mel × 1008 frames input, full-height 64 × 4 time patches → 252 tokens, mask 0.75 → 63
@@ -20,12 +21,13 @@ loss; a few element-wise ops), fixed sin-cos positions instead of learned ones, 
 gradient clipping (the anchor does not clip).
 
 Variants (``--variants``): ``eager`` (trainer with ``train.compile: false``), ``compile``
-(``torch.compile(net)`` as the trainer does with ``train.compile: true``; the mask
-generator argument makes dynamo split the forward into 3 graphs), ``compile-nogen``
-(same, mask drawn from the global RNG: one graph), ``compile-max`` (mode
-``max-autotune-no-cudagraphs``; slow to compile), ``anchor-like`` (compiled, no
-generator, no clipping: the anchor's step). Default on CUDA: eager, compile,
-compile-nogen.
+(``torch.compile(net)`` as the trainer does with ``train.compile: true``; the noise is an
+input, so the forward is one graph), ``compile-nogen`` (same, the uniforms drawn from the
+global RNG: the cost of the per-step seeded generator), ``compile-max`` (mode
+``max-autotune-no-cudagraphs``; slow to compile), ``anchor-like`` (compiled, global-RNG
+noise, no clipping: the anchor's step). All go through ``train_step``; only ``eager`` and
+``compile`` are the trainer's exact path (``trainer_path``). Default on CUDA: eager,
+compile, compile-nogen.
 
 Numbers: ``samples_per_s``; ``flops_per_sample`` =
 audioscale.models.accounting.train_flops_per_example (3 × forward, attention and
@@ -67,7 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
 VARIANTS = {
-    # name: (compile mode or None, per-step generator, grad clip, trainer path)
+    # name: (compile mode or None, per-step seeded noise, grad clip, trainer path)
     "eager": (None, True, True, True),
     "compile": ("default", True, True, True),
     "compile-nogen": ("default", False, True, False),
@@ -164,14 +166,16 @@ def run_variant(torch, name: str, s: dict, device_str: str) -> dict:
 
 
 def _measure(torch, name: str, s: dict, device_str: str) -> dict:
-    """Build model + optimizer as the trainer does, time ``s['steps']`` updates."""
+    """Build model + optimizer as the trainer does, time ``s['steps']`` calls of its
+    ``train_step``."""
     from audioscale.config import FrontendConfig, ModelConfig, TrainConfig
     from audioscale.models.accounting import count_params, tokens_per_example
     from audioscale.models.mae import build_mae
     from audioscale.train.ddp import DistInfo
-    from audioscale.train.trainer import _autocast, _param_groups, mask_generator
+    from audioscale.train.schedule import Schedule
+    from audioscale.train.trainer import LossWindow, build_optimizer, mask_noise, train_step
 
-    mode, use_gen, clip, trainer_path = VARIANTS[name]
+    mode, seeded, clip, trainer_path = VARIANTS[name]
     device = torch.device(device_str)
     t_cfg = TrainConfig()  # the trainer's defaults: betas, weight decay, grad clip, precision
     torch.manual_seed(0)
@@ -179,12 +183,9 @@ def _measure(torch, name: str, s: dict, device_str: str) -> dict:
     fe = FrontendConfig()
     model = build_mae(model_cfg, fe).to(device)
     params = count_params(model)
-    opt = torch.optim.AdamW(
-        _param_groups(model, t_cfg.weight_decay),
-        lr=1e-4,
-        betas=(t_cfg.beta1, t_cfg.beta2),
-        fused=device.type == "cuda",
-    )
+    total = s["warmup"] + s["steps"]
+    opt = build_optimizer(model, t_cfg, 1e-4, device)
+    sched = Schedule(1e-4, min(s["warmup"], total), total, t_cfg.min_lr_frac)
     net = model
     if mode is not None:
         net = torch.compile(model) if mode == "default" else torch.compile(model, mode=mode)
@@ -194,21 +195,19 @@ def _measure(torch, name: str, s: dict, device_str: str) -> dict:
     clip_seconds = s["frames"] * fe.hop_length / fe.sample_rate
     assert tokens_per_example(model.cfg, fe, clip_seconds)[0] == n_tok
     info = DistInfo()
-    loss_acc = torch.zeros((), device=device)
+    window = LossWindow(info, device)
+    grad_clip = t_cfg.grad_clip if clip else None
 
-    def step(k: int) -> None:
-        for group in opt.param_groups:
-            group["lr"] = 1e-4
-        gen = mask_generator(0, k, device, info, b, n_tok) if use_gen else None
-        with _autocast(device, t_cfg.precision):
-            loss = net(mel, generator=gen).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t_cfg.grad_clip)
-        opt.step()
-        loss_acc.add_(loss.detach())
+    def step(k: int) -> None:  # the body of trainer._train's loop, minus logging
+        lr = sched.lr_at(k)
+        x = mel.to(device, non_blocking=True)
+        if seeded:
+            noise = mask_noise(0, k, device, info, b, n_tok)
+        else:
+            noise = torch.rand(b, n_tok, device=device)
+        window.add(train_step(net, opt, x, noise, lr, t_cfg.precision, grad_clip))
 
+    model.train()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -217,15 +216,15 @@ def _measure(torch, name: str, s: dict, device_str: str) -> dict:
     sync(torch, device_str)
     first = time.perf_counter() - t0
     t1 = time.perf_counter()
-    for k in range(s["warmup"], s["warmup"] + s["steps"]):
+    for k in range(s["warmup"], total):
         step(k)
     sync(torch, device_str)
     dt = (time.perf_counter() - t1) / s["steps"]
-    loss_mean = float(loss_acc) / (s["warmup"] + s["steps"])
+    loss_mean = window.close()
     out = {
         "variant": name,
         "compile": mode,
-        "mask_generator": use_gen,
+        "mask_generator": seeded,
         "grad_clip": clip,
         "trainer_path": trainer_path,
         "step_ms": dt * 1e3,

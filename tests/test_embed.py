@@ -310,3 +310,43 @@ def test_run_checkpoint_spec_by_step_or_file_name(tmp_path):
     with pytest.raises(AudioscaleError, match="@step_NNNNNN") as e:
         get_encoder(f"{run}@latest")
     assert "\n" not in str(e.value)
+
+
+def _median_offdiag_cosine(z):
+    u = z / np.linalg.norm(z, axis=1, keepdims=True)
+    c = u @ u.T
+    return float(np.median(c[~np.eye(len(z), dtype=bool)]))
+
+
+def test_standardised_logmel_stats_remove_the_shared_db_offset(tmp_path):
+    """Raw dB statistics share an offset that makes every pair of clips look alike under
+    cosine; standardised with a reference set (disjoint from the scored clips) they
+    don't, and the reference's own features come out with mean 0 and std 1."""
+    rng = np.random.default_rng(0)
+
+    def write(name, i):
+        f, amp = rng.uniform(200, 6000), rng.uniform(0.02, 0.5)
+        p = tmp_path / f"{name}{i}.wav"
+        sf.write(p, tone(f, 0.5, amp=amp, seed=i), SR)
+        return {"path": str(p)}
+
+    ref = [write("ref", i) for i in range(24)]
+    test = [write("test", i) for i in range(16)]
+    raw = LogMelStats()
+    std = LogMelStats.standardised_on(ref, name="reference")
+    assert std.standardised and not raw.standardised and std.identity() != raw.identity()
+    z_raw = extract(raw, test, progress=False).emb
+    z_std = extract(std, test, progress=False).emb
+    assert _median_offdiag_cosine(z_raw) > 0.8
+    assert abs(_median_offdiag_cosine(z_std)) < 0.5
+    z_ref = extract(std, ref, progress=False).emb
+    np.testing.assert_allclose(z_ref.mean(0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(z_ref.std(0)[z_raw.std(0) > 1e-3], 1.0, atol=1e-3)
+    # frames are standardised per band too, and pool() still gives the clip features
+    with torch.inference_mode():
+        f = std.frames_long(torch.from_numpy(tone(1000, 0.5))[None], [-1])[0][0]
+        f_raw = raw.frames_long(torch.from_numpy(tone(1000, 0.5))[None], [-1])[0][0]
+    assert abs(float(f.mean())) < abs(float(f_raw.mean())) / 5
+    mu, sd = std._ref["clip"]
+    expect = (raw.pool(f_raw).double() - mu) / sd
+    np.testing.assert_allclose(std.pool(f).numpy(), expect.numpy(), rtol=1e-3, atol=1e-3)

@@ -63,7 +63,7 @@ def test_result_fields_and_json():
     ):
         assert key in d
     assert "spectrum" not in d
-    assert (d["n"], d["k"], d["route"], d["centred"], d["eps"]) == (300, 20, "svd", False, 1e-7)
+    assert (d["n"], d["k"], d["route"], d["centred"], d["eps"]) == (300, 20, "gram", False, 1e-7)
     assert r.spectrum.shape == (20,)
     json.dumps(d)
 

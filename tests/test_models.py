@@ -180,6 +180,32 @@ def test_bf16_autocast_forward():
     out.loss.backward()
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_input_norm_batchnorm_option(family):
+    """Default: no extra parameters or buffers (old checkpoints load strictly). batchnorm:
+    per-mel-bin BatchNorm after the fixed affine, batch stats in training, running stats
+    in eval (so embeddings do not depend on the batch), identity at init."""
+    plain = make(family)
+    bn = make(family, input_norm="batchnorm")
+    assert set(bn.state_dict()) - set(plain.state_dict()) == {
+        f"encoder.input_norm.{k}"
+        for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    }
+    assert plain.encoder.input_norm is None and bn.encoder.input_norm.num_features == 64
+    x = mel_batch(4, 64, 80)
+    bn.eval()
+    torch.testing.assert_close(  # fresh running stats (0, 1): identity up to eps
+        bn.encoder.patches(x), plain.encoder.patches(x), atol=1e-4, rtol=1e-4
+    )
+    bn.train()
+    bn(x).loss.backward()
+    assert bn.encoder.input_norm.weight.grad is not None
+    assert bn.encoder.input_norm.num_batches_tracked == 1
+    bn.eval()
+    one = bn.encoder.forward_features(x[:1])[0]
+    torch.testing.assert_close(one, bn.encoder.forward_features(x)[0][:1], atol=1e-5, rtol=1e-4)
+
+
 # --------------------------------------------------------------------------- encoder
 
 

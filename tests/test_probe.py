@@ -40,6 +40,32 @@ def test_average_precision_matches_sklearn_with_ties():
         assert average_precision(y, s) == pytest.approx(average_precision_score(y, s), abs=1e-12)
 
 
+def test_average_precision_is_scikit_learns(monkeypatch):
+    """One implementation of AP: ours delegates to scikit-learn's."""
+    import audioscale.probe.metrics as pm
+
+    calls = []
+
+    def fake(y, s):
+        calls.append(len(y))
+        return 0.25
+
+    monkeypatch.setattr(pm, "average_precision_score", fake)
+    assert pm.average_precision(np.array([0, 1, 1]), np.array([0.1, 0.2, 0.3])) == 0.25
+    assert calls == [3]
+
+
+def test_average_precision_without_positives_is_nan_and_silent():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn would warn and return 0
+        assert np.isnan(average_precision(np.zeros(5, int), np.arange(5.0)))
+        y = np.array([[0, 1], [0, 0], [0, 1]])
+        s = np.array([[0.3, 0.9], [0.2, 0.1], [0.1, 0.8]])
+        assert mean_average_precision(y, s) == 1.0  # class 0 has no positives: skipped
+
+
 def test_map_is_macro_over_classes_with_positives():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, (40, 6))

@@ -133,7 +133,7 @@ def _write_store(study_dir: Path, rows: list[dict], ckpt: list[dict]) -> None:
                         "step": c["step"], "fraction": c["fraction"], "rankme": c["rankme"],
                         "loss": c["loss"], **base,
                     })  # fmt: skip
-            skip = {"run_id", "name", "kind", "rankme_gap", *SPECTRAL_KEYS}
+            skip = {"run_id", "name", "kind", *SPECTRAL_KEYS}  # rankme_gap: run info
             info = {k: v for k, v in r.items() if k not in skip and v is not None}
             info["rankme_pool"] = "heldout"
             probes = []
@@ -181,3 +181,29 @@ def test_report_cli_bad_fits_json_is_one_line_error(tmp_path, capsys):
     rc = main(["report", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and "fits.json" in err and len(err.strip().splitlines()) == 1
+
+
+def test_table_escapes_cells_by_default():
+    from markupsafe import Markup
+
+    from audioscale.report.html import table
+
+    out = table(["<b>h</b>"], [["<script>alert(1)</script>", Markup("<i>kept</i>")]])
+    assert "<script>" not in out and "&lt;script&gt;alert(1)&lt;/script&gt;" in out
+    assert "&lt;b&gt;h&lt;/b&gt;" in out and "<i>kept</i>" in out
+
+
+def test_run_name_and_error_text_cannot_inject_markup():
+    from audioscale.report.html import render_html
+
+    evil = "<script>alert('x')</script>"
+    rows, ckpt = synthetic_rows(6, seed=0)
+    rows[0]["name"] = rows[0]["run_id"] = evil
+    fits = fit_results(rows, ckpt, FitSettings(n_resamples=20, n_resamples_joint=5))
+    law = next(iter(fits["laws"].values()))
+    law.update(converged=False, message=evil)
+    fits["score_vs_rankme"]["forms"]["power"].update(converged=False, message=evil)
+    fits["confounds"]["regimes"] = {evil: {"note": evil}}
+    page = render_html(rows, fits, [], "study")
+    assert page.count("<script>") == CHECK_SCRIPT.count("<script>")  # only our own
+    assert page.count("&lt;script&gt;") >= 4

@@ -372,3 +372,72 @@ def test_joint_fit_with_a_vanished_term_is_reported_not_printed_as_a_law():
     loss = 1.3 * d**-0.14 * (1 + 0.02 * np.log(n / 1e5)) * np.exp(rng.normal(0, 0.01, n.size))
     fit = fit_joint(n, d, loss)
     assert not fit.converged and "N term" in fit.message
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_interval_is_refused_above_the_failure_fraction():
+    rng = np.random.default_rng(0)
+    ok = rng.normal(size=1000)
+    few = ok.copy()
+    few[:100] = np.nan  # 10 % failed: interval given, fraction reported
+    s = summarise(0.0, few)
+    assert s["ci"] is not None and s["failed_fraction"] == pytest.approx(0.1)
+    assert s["ci_status"] == "ok" and s["max_failed_fraction"] == 0.2
+    many = ok.copy()
+    many[:300] = np.nan  # 30 %: the survivors are a selection, no interval
+    s = summarise(0.0, many)
+    assert s["ci"] is None and s["ci_status"] == "refused" and s["n_failed"] == 300
+    assert "30% of 1000 resamples failed" in s["ci_reason"]
+    assert percentile_ci(many) is None and percentile_ci(few) is not None
+
+
+def _alloc_data(seed=2):
+    rng = np.random.default_rng(seed)
+    n = np.exp(rng.uniform(np.log(1e5), np.log(1e7), 30))
+    d = np.exp(rng.uniform(np.log(1e4), np.log(1e6), 30))
+    loss = (1.5 + 400 / n**0.34 + 900 / d**0.28) * np.exp(rng.normal(0, 0.003, 30))
+    return n, d, loss, 300.0 * n
+
+
+def test_allocation_edge_optima_are_treated_alike_in_point_and_bootstrap(monkeypatch):
+    import audioscale.scaling.allocation as al
+
+    n, d, loss, fpe = _alloc_data()
+    budget = 10 * float((fpe * d).max())
+    real = al.optimum
+    calls = {"k": 0}
+
+    def every_third_on_edge(*a, **k):  # the point (call 0) interior, a third of resamples not
+        o = real(*a, **k)
+        calls["k"] += 1
+        return o | {"on_grid_edge": calls["k"] % 3 == 0}
+
+    monkeypatch.setattr(al, "optimum", every_third_on_edge)
+    a = allocate(n, d, loss, fpe, budget=budget, n_resamples=30)
+    assert not a["on_grid_edge"] and a["N"]["n_edge"] >= 8
+    assert a["N"]["ci"] is None and a["N"]["ci_status"] == "refused"
+    assert "search edge" in a["N"]["ci_reason"]  # not an interval of the interior third
+
+    monkeypatch.setattr(al, "optimum", lambda *a, **k: real(*a, **k) | {"on_grid_edge": True})
+    a = allocate(n, d, loss, fpe, budget=budget, n_resamples=10)
+    assert a["on_grid_edge"] and a["N"]["value"] is not None and a["N"]["ci"] is None
+    assert a["N"]["ci_reason"].startswith("the point optimum is on the search edge")
+
+
+def test_fits_json_and_report_show_failed_folds_and_refused_intervals():
+    from audioscale.report.html import est, loo_mae
+
+    rows, ckpt = synthetic_rows(16, seed=1)
+    f = fit_results(rows, ckpt, FAST)
+    loo = f["score_vs_rankme"]["validation"]["power"]["loo"]
+    assert loo["n_failed"] == 0 and loo["failed_fraction"] == 0 and loo["mae_status"] == "ok"
+    b = f["score_vs_rankme"]["forms"]["power"]["params_ci"]["b"]
+    assert b["ci_status"] == "ok" and b["failed_fraction"] == 0
+    sp = f["score_vs_rankme"]["correlations"]["spearman"]
+    assert "failed_fraction" in sp and "max_failed_fraction" in sp
+    refused = summarise(0.5, np.full(10, np.nan))
+    assert "interval refused" in str(est(refused))
+    assert "3/13 folds failed" in str(loo_mae({"mae": 0.1, "n_failed": 3, "n": 13}))
+    assert "refused" in str(loo_mae({"mae": None, "mae_status": "refused", "mae_reason": "x"}))

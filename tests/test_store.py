@@ -37,6 +37,7 @@ def fake_result(run_id: str, rankme: float, kind: str = "trained") -> dict:
             "rankme_layer": -1,
             "rankme_centred": False,
             "rankme_train": rankme + 2.0,
+            "rankme_gap": 2.0,  # the run's equal-N gap (sweep.run.gap_metrics)
             "suite": 0.5,
             "pool_overlap": False,
             "width": 64,

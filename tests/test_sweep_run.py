@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 from sweep_helpers import flaky_job, make_corpus, tiny_spec
 
@@ -51,7 +52,15 @@ def test_sweep_records_every_run_with_metrics_and_probes(study):
         assert r["pool_overlap"] is False
     assert t["params"] > 0 and t["epochs"] > 0 and t["steps"] in (8, 12)
     assert t["examples_seen"] == t["steps"] * 8 and t["data_hours"] == pytest.approx(24 / 3600)
-    assert t["rankme_gap"] == pytest.approx(t["rankme_train"] - t["rankme"])
+    # the gap compares RankMe at equal N: the 40-clip pool is subsampled to the 8 crops
+    assert t["rankme_gap_N"] == t["rankme_train_N"] == 8 < t["rankme_N"]
+    assert t["rankme_gap_train"] == pytest.approx(t["rankme_train"])
+    assert t["rankme_gap"] == pytest.approx(t["rankme_gap_train"] - t["rankme_gap_pool"])
+    assert t["rankme_gap_pool"] < t["rankme"]  # fewer rows, lower RankMe
+    # held-out loss at the reference mask ratio and clip length; the run's own beside it
+    assert t["heldout_mask_ratio"] == 0.75 and t["heldout_clip_frames"] == 200
+    assert t["heldout_loss"] > 0 and t["heldout_loss_own"] > 0
+    assert t["heldout_loss"] != pytest.approx(t["heldout_loss_own"], rel=1e-6)  # 2 s vs 1 s
     # train and heldout slices: 1-s crops (the pool's median clip), as many as the 8
     # heldout crops allow, so the two values are comparable
     assert t["rankme_train_N"] == 8 and 1.0 <= t["rankme_heldout"] <= 8.0
@@ -212,3 +221,50 @@ def test_frame_level_rankme_streams_in_a_sweep(tmp_path):
     n_clips = 4 + 2 * 2 * 4  # heldout files + task clips, 1 s each
     assert row["rankme_N"] > 10 * n_clips  # 25 tokens per second of audio
     assert 1.0 <= row["rankme"] <= row["rankme_K"] and row["rankme_train"] is not None
+
+
+def test_rankme_gap_at_equal_n_removes_the_sample_size_effect():
+    """One Gaussian for both sides: at unequal N (90 vs 1,024 rows) RankMe differs by
+    several units; subsampled to equal N the gap is near 0."""
+    from audioscale.metrics import rankme
+    from audioscale.sweep.run import subsample_rows
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((1024, 64)) * np.geomspace(1, 0.01, 64)
+    train, pool = z[:90], z[90:]
+    assert rankme(train) - rankme(pool) < -3  # the confound
+    eq = subsample_rows(pool, len(train), seed=0)
+    assert eq.shape == train.shape and abs(rankme(train) - rankme(eq)) < 1.5
+    assert np.array_equal(subsample_rows(pool, 90, 0), eq)  # deterministic
+    assert np.array_equal(subsample_rows(pool, 5000, 0), pool)  # never grows
+
+
+def test_reference_heldout_loss_does_not_depend_on_the_runs_mask_ratio(study, tmp_path):
+    """The same weights scored at the run's own mask ratio differ by ratio; the reference
+    loss is the same whatever ratio the run's config names."""
+    import shutil
+
+    import torch
+    import yaml
+
+    from audioscale.sweep.run import REF_MASK_RATIO, EvalContext, reference_heldout_loss
+    from audioscale.train.checkpoint import load_mae
+
+    done = sorted((study / "runs").glob("*/done.json"))  # trained runs only have one
+    src = done[0].parent
+    ctx = EvalContext(pool_name="p", pool_rows=[], task_dirs=[], device="cpu")
+    base = reference_heldout_loss(src, ctx)
+    other = tmp_path / "run"
+    shutil.copytree(src, other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["model"]["mask_ratio"] = 0.5
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    moved = reference_heldout_loss(other, ctx)
+    assert moved["heldout_loss"] == pytest.approx(base["heldout_loss"], rel=1e-6)
+    assert base["heldout_mask_ratio"] == REF_MASK_RATIO
+    model, _ = load_mae(other)
+    x = torch.randn(4, 64, base["heldout_clip_frames"]) * 10 - 45
+    with torch.no_grad():
+        own = [float(model(x, mask_ratio=r, generator=torch.Generator().manual_seed(0)).loss)
+               for r in (0.5, 0.75, 0.9)]  # fmt: skip
+    assert len({round(v, 6) for v in own}) == 3  # the ratio changes the score

@@ -143,6 +143,49 @@ def test_cli_pretrain_lowers_heldout_loss(pool, tmp_path, capsys):
     assert (run / "done.json").stat().st_mtime_ns == mtime
 
 
+def test_train_step_is_the_training_step_and_sidecar_losses(pool, tmp_path):
+    """The public pieces (build_optimizer, mask_noise, train_step), called as the loop calls
+    them (and as bench/bench_gpu_train.py times them), give pretrain's weights bit for bit;
+    every sidecar holds the same kind of loss: the window since the previous log line."""
+    from audioscale.data.corpus import ClipDataset
+    from audioscale.data.featcache import FeatureCache
+    from audioscale.train.ddp import DistInfo
+
+    cfg = _cfg(pool, tmp_path / "cache", "train.steps=7", "train.log_every=3")
+    res = trainer.pretrain(cfg, tmp_path / "run", progress=False)
+    p, cpu, info = trainer.plan(cfg), torch.device("cpu"), DistInfo()
+    c, t = p.cfg, p.cfg.train
+    cache = FeatureCache.build(trainer.select_rows(c)[0], c.frontend, c.data.cache_dir, False)
+    ds = ClipDataset(cache, p.clip_frames, t.seed, t.batch_size)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as train.threads=1: the same reduction order
+    try:
+        model, _ = trainer._seeded_model(c, cpu)
+        opt = trainer.build_optimizer(model, t, p.lr, cpu)
+        sched = Schedule(p.lr, p.warmup, p.steps, t.min_lr_frac)
+        losses = []
+        for k in range(p.steps):
+            noise = trainer.mask_noise(t.seed, k, cpu, info, ds.local_batch, p.tokens_per_example)
+            lr = sched.lr_at(k)
+            losses.append(float(trainer.train_step(model, opt, ds[k], noise, lr, t.precision,
+                                                   t.grad_clip)))  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    trained = load_mae(tmp_path / "run")[0].state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
+    # checkpoints 1, 2, 4 (fractions 1/64 .. 1/2 of 7), log lines at 3, 6, 7
+    assert p.checkpoint_steps == [1, 2, 4]
+    side = {s: read_sidecar(path) for s, _, path in list_checkpoints(tmp_path / "run")}
+    assert "loss" not in side[1]
+    want = {1: (losses[0], 1), 2: (sum(losses[:2]) / 2, 2), 4: (losses[3], 1),
+            7: (losses[6], 1)}  # fmt: skip
+    for s, (mean, n) in want.items():
+        assert side[s]["loss_window"] == pytest.approx(mean, rel=1e-6)
+        assert side[s]["loss_window_steps"] == n
+        assert side[s]["loss_batch"] == pytest.approx(losses[s - 1], rel=1e-6)
+    assert side[7]["loss_window"] == res.final_loss == _losses(tmp_path / "run")[-1][1]
+
+
 def test_resume_reproduces_the_uninterrupted_curve(pool, tmp_path, monkeypatch):
     cfg = _cfg(pool, tmp_path / "cache", "train.steps=24")
     full = trainer.pretrain(cfg, tmp_path / "full", progress=False)

@@ -1,14 +1,18 @@
 """Typed configs (pydantic), YAML loading and ``--set a.b=c`` overrides.
 
 Every config model forbids unknown keys, so a typo fails before any work with one line
-naming the key. ``RunConfig`` is the full description of one pretraining run; its hash
-is the run's identity in a sweep.
+naming the key. ``RunConfig`` is the full description of one pretraining run;
+``RunConfig.identity()`` is the part of it that determines the run's weights, and its
+hash (``run_hash``) is the run's identity everywhere (sweep run ids, the store, resume
+checks, model cards). ``TrainConfig.budget()`` is the one reading of the training budget.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,13 +77,49 @@ class ModelConfig(Strict):
     max_seconds: float = Field(10.24, gt=0)  # longest clip the positional table serves
     norm_pix_loss: bool = True
     conv_kernel: int = Field(31, gt=0)  # conformer family: depthwise conv kernel in time tokens
+    # input normalisation after the fixed dB affine (patch.py): "fixed" = none more;
+    # "batchnorm" = learnable per-mel-bin BatchNorm (Dasheng), running stats at eval
+    input_norm: Literal["fixed", "batchnorm"] = "fixed"
+
+
+DEFAULT_STEPS = 200  # the budget of a run that sets none
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A run's training budget as given: ``kind`` (steps | examples | hours | flops) and its
+    ``value``. ``TrainConfig.budget()`` makes it; the trainer (``steps``), the run name
+    (sweep.spec.budget_tag) and the sweep's cost estimate (sweep.study.job_cost) all read it,
+    so a run budgeted by FLOPs is named and costed by its FLOPs."""
+
+    kind: Literal["steps", "examples", "hours", "flops"]
+    value: float
+
+    def steps(self, batch_size: int, clip_seconds: float, flops_per_example: float) -> int:
+        """Optimiser updates for this budget: ``examples`` → ``ceil(examples / batch)``;
+        ``hours`` of audio seen → ``ceil(hours * 3600 / clip_seconds / batch)``; ``flops`` →
+        ``ceil(flops / (flops_per_example * batch))``; at least 1. ``clip_seconds`` and
+        ``flops_per_example`` are the trainer's (clip cut to whole patches,
+        models.accounting); estimates serve for a cost."""
+        b = batch_size
+        if self.kind == "steps":
+            return int(self.value)
+        if self.kind == "examples":
+            return max(1, math.ceil(self.value / b))
+        if self.kind == "hours":
+            return max(1, math.ceil(self.value * 3600.0 / clip_seconds / b))
+        return max(1, math.ceil(self.value / (flops_per_example * b)))
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "value": self.value}
 
 
 class TrainConfig(Strict):
-    """Optimiser, schedule and budget. The budget is ``examples``, ``hours`` (of audio seen)
-    or ``flops`` when one of them is set, else ``steps`` (default 200). Setting two is an error."""
+    """Optimiser, schedule and budget. The budget is the one of ``steps``, ``examples``,
+    ``hours`` (of audio seen) or ``flops`` that is set, ``steps = DEFAULT_STEPS`` (200) when
+    none is; setting two is an error. Read it with :meth:`budget`, never from the fields."""
 
-    steps: int = Field(200, gt=0)
+    steps: int | None = Field(None, gt=0)  # None: DEFAULT_STEPS unless another budget is set
     examples: int | None = Field(None, gt=0)
     hours: float | None = Field(None, gt=0)  # hours of audio seen
     flops: float | None = Field(None, gt=0)
@@ -106,9 +146,7 @@ class TrainConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        budgets = [k for k in ("examples", "hours", "flops") if getattr(self, k) is not None]
-        if "steps" in self.model_fields_set:
-            budgets.append("steps")
+        budgets = [k for k in BUDGET_KINDS if getattr(self, k) is not None]
         if len(budgets) > 1:
             raise ValueError(f"set one budget, not {' and '.join(budgets)}")
         for f in self.checkpoint_fractions:
@@ -116,9 +154,21 @@ class TrainConfig(Strict):
                 raise ValueError(f"checkpoint fraction {f} is not in (0, 1)")
         return self
 
+    def budget(self) -> Budget:
+        """The run's budget (kind and value); ``steps = DEFAULT_STEPS`` when none is set."""
+        for kind in BUDGET_KINDS:
+            value = getattr(self, kind)
+            if value is not None:
+                return Budget(kind, value)
+        return Budget("steps", DEFAULT_STEPS)
+
+
+BUDGET_KINDS = ("steps", "examples", "hours", "flops")
+
 
 class EvalConfig(Strict):
-    """What a run is measured on after training."""
+    """What a run is measured on after training. Study-level: not part of a run's
+    identity (RunConfig.run_hash); a change re-evaluates finished runs (sweep.run.eval_key)."""
 
     tasks: list[str] = Field(default_factory=list)  # task folders
     rankme_pool: str | None = None  # unlabeled pool manifest; None = the data pool's heldout split
@@ -131,7 +181,7 @@ class EvalConfig(Strict):
 
 
 class RunConfig(Strict):
-    """One pretraining run, end to end. Its hash names the run."""
+    """One pretraining run, end to end. Its ``run_hash`` (of ``identity()``) names the run."""
 
     name: str = "run"
     data: DataConfig = Field(default_factory=DataConfig)
@@ -149,9 +199,52 @@ class RunConfig(Strict):
             )
         return self
 
+    def identity(self) -> dict:
+        """What determines the run's weights: the config minus ``name``, the study-level
+        ``eval`` section and the execution keys (``EXECUTION_KEYS``). See ``run_hash``."""
+        d = self.model_dump(mode="json", exclude={"name", *STUDY_SECTIONS})
+        for section, keys in EXECUTION_KEYS.items():
+            for k in keys:
+                d[section].pop(k, None)
+        return d
+
     def run_hash(self) -> str:
-        """Identity of the run: hash of the full resolved config, name excluded."""
-        return config_hash(self.model_dump(mode="json", exclude={"name"}))
+        """The run's identity: 12 hex of sha256 over :meth:`identity` (sorted-key JSON).
+
+        In it: ``data`` (pool, hours, subset_seed, clip_seconds), all of ``frontend``,
+        ``model`` (as written: ``preset: pico`` and the same sizes spelt out hash apart),
+        and the training recipe, budget and seed (``train`` minus the execution keys,
+        ``precision`` and ``checkpoint_fractions`` included). Two configs with one hash
+        train the same weights; on CPU with the same seed, bit for bit.
+
+        Left out, and why:
+        - ``eval.*``: how a finished run is measured is a study setting; when it changes,
+          runs are evaluated again (sweep.run.eval_key), never trained again.
+        - execution (``EXECUTION_KEYS``): ``data.cache_dir``, ``data.num_workers`` (the
+          batch of step k is a function of (seed, k) whoever loads it), ``train.log_every``,
+          ``train.state_every_s`` (what is logged and saved, not what is computed: only the
+          window that the logged and final training loss average over), and
+          ``train.device``, ``train.threads``, ``train.compile``: where and how fast the same
+          computation runs. These change at most floating-point rounding (kernel choice,
+          reduction order, fusion) and, on CUDA, which masks are drawn (same distribution),
+          not the experiment; a finished run is never retrained because a study moved to
+          another machine. Bitwise equality is promised on CPU only (same seed).
+        - ``name``: a label.
+        ``train.precision`` stays in: fp32 vs bf16 is a numeric recipe choice that can change
+        results beyond rounding. ``auto`` (bf16 autocast on CUDA, fp32 on CPU) is hashed as
+        written, so pin ``fp32`` or ``bf16`` when a study's runs must share one number
+        format across devices; the trainer's model card records what a run used."""
+        return config_hash(self.identity())
+
+
+#: Execution settings: how and where a run is computed, never what (RunConfig.run_hash).
+#: Any other key of ``data``, ``frontend``, ``model`` and ``train`` is part of the identity.
+EXECUTION_KEYS: dict[str, frozenset[str]] = {
+    "data": frozenset({"cache_dir", "num_workers"}),
+    "train": frozenset({"device", "threads", "compile", "log_every", "state_every_s"}),
+}
+#: Study-level sections: how finished runs are measured (never part of a run's identity).
+STUDY_SECTIONS = frozenset({"eval"})
 
 
 def config_hash(obj: Any, length: int = 12) -> str:

@@ -1,29 +1,61 @@
-"""Small shared helpers: atomic writes, hashing, threads, device choice."""
+"""Small shared helpers: atomic writes, JSON-safe numbers, an ordered thread map, hashing,
+device choice, progress bars."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+# --------------------------------------------------------------------- atomic writes
+# Every file the package writes goes through these: a temporary file in the same
+# folder (``.<name>.<random>.tmp``), then ``os.replace`` onto the name, so a reader (or
+# a run killed mid-write) sees the old file or the new one, never half of one.
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``path`` (``.<name>.<random>.tmp``: no glob
+    for ``*.json`` or ``*.safetensors`` sees it); when the block ends without an
+    exception it replaces ``path``, otherwise it is deleted. For writers that want a
+    file name (safetensors); the writer must write exactly that name (``np.save``
+    appends ``.npy``: give it the file object of ``atomic_open`` instead)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """``open(path, mode)`` that publishes the file atomically (flushed and fsynced)
+    when the block ends without an exception; ``mode`` is "wb" or "w"."""
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_open writes a new file: mode 'wb' or 'w', not {mode!r}")
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        f.write(data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -32,6 +64,61 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_save_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+# --------------------------------------------------------------------- JSON-safe numbers
+
+
+def finite_or_none(x: Any) -> float | None:
+    """``float(x)``, or None for None, NaN, ±Inf and anything ``float()`` rejects: the
+    form of a number in every JSON file and results-table cell (NaN never appears)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def nan_to_none(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None, recursively through dicts,
+    lists and tuples (tuples become lists, as JSON has them), for standard JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [nan_to_none(v) for v in obj]
+    return obj
+
+
+def float_or_nan(x: Any) -> float:
+    """The reverse of ``finite_or_none``, for numeric code: ``float(x)``, or NaN for None
+    and anything ``float()`` rejects (so missing values drop out of masked arrays)."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def ordered_map(
+    fn: Callable[[Any], Any], items: Iterable, workers: int, ahead: int | None = None
+) -> Iterator[Any]:
+    """``map(fn, items)`` in order, computed on ``workers`` threads with at most ``ahead``
+    items (default ``2 * workers``) in flight, so decoding runs ahead of the consumer
+    without holding the whole list; ``workers <= 1`` runs inline. A result is released
+    as soon as it is yielded. ``fn`` should return its failures, not raise them."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    ahead = max(1, ahead or 2 * workers)
+    with ThreadPoolExecutor(workers) as ex:
+        pending: deque = deque()
+        for x in items:
+            pending.append(ex.submit(fn, x))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def sha1_file(path: str | Path, chunk: int = 1 << 20) -> str:

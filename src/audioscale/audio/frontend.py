@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audioscale.audio.frames import frames_for, frames_for_seconds  # noqa: F401  (re-exported)
 from audioscale.config import FrontendConfig
 
 
@@ -72,11 +73,6 @@ def mel_filterbank(
     weights = np.maximum(0.0, np.minimum(lower, upper))
     weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
     return weights
-
-
-def frames_for(samples: int, cfg: FrontendConfig) -> int:
-    """Number of log-mel frames for ``samples`` input samples (centred framing)."""
-    return 1 + int(samples) // cfg.hop_length
 
 
 class LogMel(nn.Module):

@@ -27,13 +27,19 @@ COMMAND_MODULES = [
 ]
 
 
+class CommandImportError(ImportError):
+    """A command module of COMMAND_MODULES failed to import (a bug, not a user mistake)."""
+
+
 def _register() -> None:
+    """Import every command module; one that fails to import (missing file included) is
+    an error naming it, never a command silently missing from ``audioscale --help``."""
     for name in COMMAND_MODULES:
+        module = f"audioscale.cli.{name}"
         try:
-            importlib.import_module(f"audioscale.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"audioscale.cli.{name}":
-                raise
+            importlib.import_module(module)
+        except Exception as e:
+            raise CommandImportError(f"command module {module} failed to import: {e}") from e
 
 
 _register()

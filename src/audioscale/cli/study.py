@@ -17,11 +17,19 @@ def study_cmd(
     workers: int = typer.Option(None, help="Parallel runs (default: the spec's study.workers)."),
     executor: str = typer.Option(None, help="local | ray (default: the spec's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    verify: bool = typer.Option(
+        True,
+        "--verify/--no-verify",
+        help="Train the allocated configuration and check it against its predicted interval "
+        "(when the joint law is fitted).",
+    ),
 ) -> None:
     """Run a whole study and print where the report is and its headline numbers."""
     from audioscale.sweep.study import print_headline, run_study
 
-    result = run_study(source, out, workers=workers, executor=executor, progress=not as_json)
+    result = run_study(
+        source, out, workers=workers, executor=executor, progress=not as_json, verify=verify
+    )
     if as_json:
         print(json.dumps(result, default=str))
         return

@@ -170,5 +170,3 @@ def check_path(
         report.rows = [_row(display_path(p.name), check_file(p, limit_seconds=limit_seconds))]
     report.summary = summarise(report.rows)
     return report
-
-

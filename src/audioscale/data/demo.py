@@ -314,7 +314,7 @@ class SrcFile:
 
 
 @dataclass
-class Job:
+class RenderJob:
     """One output wav: how to render it and its manifest fields (besides path/duration/sha1)."""
 
     manifest: str  # "pool" or "tasks/<task>"
@@ -325,17 +325,17 @@ class Job:
 
 
 @dataclass
-class Plan:
+class RenderPlan:
     """Jobs plus the bookkeeping that keeps the pool away from task test material."""
 
-    jobs: list[Job] = field(default_factory=list)
+    jobs: list[RenderJob] = field(default_factory=list)
     used: set[str] = field(default_factory=set)  # origins used by any task split
     blocked: set[str] = field(default_factory=set)  # "<source>:<group>" of valid/test splits
     problems: list[str] = field(default_factory=list)
     dests: set[str] = field(default_factory=set)
     read_from: dict[str, str] = field(default_factory=dict)  # source → folder or program
 
-    def add(self, job: Job) -> bool:
+    def add(self, job: RenderJob) -> bool:
         """Append ``job`` unless an identical clip (same file name) is already planned."""
         if job.dest in self.dests:
             return False
@@ -416,9 +416,9 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._#+-]+", "_", name).strip("_") or "x"
 
 
-def _job(manifest: str, subdir: str, stem: str, kind: str, spec: dict, row: dict) -> Job:
+def _job(manifest: str, subdir: str, stem: str, kind: str, spec: dict, row: dict) -> RenderJob:
     dest = f"{manifest}/audio/{_safe(subdir)}/{_safe(stem)}-{_spec_hash(kind, spec)}.wav"
-    return Job(manifest, dest, kind, spec, row)
+    return RenderJob(manifest, dest, kind, spec, row)
 
 
 def note_name(midi: int) -> str:
@@ -578,7 +578,7 @@ def ufoai_files(sources: DemoSources, problems: list) -> list[SrcFile]:
 # --------------------------------------------------------------------------- task plans
 
 
-def _file_clip(plan: Plan, task: str, f: SrcFile, split: str, source: str) -> None:
+def _file_clip(plan: RenderPlan, task: str, f: SrcFile, split: str, source: str) -> None:
     spec = {"path": f.origin, "max_seconds": CLIP_SECONDS}
     stem = f.origin.split(":", 1)[1].rsplit(".", 1)[0].replace("/", "__")
     job = _job(f"tasks/{task}", f.label, stem, "file", spec, {})
@@ -591,7 +591,7 @@ def _file_clip(plan: Plan, task: str, f: SrcFile, split: str, source: str) -> No
 
 
 def _plan_file_task(
-    plan: Plan,
+    plan: RenderPlan,
     task: str,
     source: str,
     files: list[SrcFile],
@@ -629,14 +629,14 @@ def _plan_file_task(
                 _file_clip(plan, task, f, split, source)
 
 
-def plan_lang_id(plan: Plan, files: list[SrcFile], size: SizeSpec, seed: int) -> None:
+def plan_lang_id(plan: RenderPlan, files: list[SrcFile], size: SizeSpec, seed: int) -> None:
     rng = _rng(seed, "lang-id")
     split_of = _assign_equal(sorted({f.group for f in files}), rng)
     eligible = [f for f in files if f.duration >= 1.0]
     _plan_file_task(plan, "lang-id", "asterisk", eligible, split_of, size.lang_per_class, rng)
 
 
-def plan_speaker_id(plan: Plan, files: list[SrcFile], size: SizeSpec, seed: int) -> None:
+def plan_speaker_id(plan: RenderPlan, files: list[SrcFile], size: SizeSpec, seed: int) -> None:
     rng = _rng(seed, "speaker-id")
     split_of = _assign_equal(sorted({f.group for f in files}), rng)
     eligible = [f for f in files if f.duration >= 0.4]
@@ -655,7 +655,7 @@ def sfx_categories(files: list[SrcFile]) -> list[str]:
     return sorted(c for c, n in counts.items() if n >= MIN_SFX_FILES)
 
 
-def plan_sfx(plan: Plan, files: list[SrcFile], size: SizeSpec, seed: int) -> None:
+def plan_sfx(plan: RenderPlan, files: list[SrcFile], size: SizeSpec, seed: int) -> None:
     rng = _rng(seed, "sfx-category")
     for cat in sfx_categories(files):
         mine = [f for f in files if f.label == cat and 0.25 <= f.duration <= POOL_PIECE]
@@ -677,7 +677,7 @@ def espeak_variant_split(size: SizeSpec, seed: int) -> dict[str, str]:
     return _assign_equal(chosen, rng)
 
 
-def plan_spoken_digit(plan: Plan, size: SizeSpec, seed: int) -> None:
+def plan_spoken_digit(plan: RenderPlan, size: SizeSpec, seed: int) -> None:
     rng = _rng(seed, "spoken-digit")
     variants = espeak_variant_split(size, seed)
     for lang in size.digit_langs:
@@ -727,7 +727,7 @@ def _note_job(task: str, label: str, program: int, key: int, rng, hold: tuple, t
     return _job(f"tasks/{task}", label, stem, "notes", spec, row)
 
 
-def plan_instrument_family(plan: Plan, synth: SoundfontRenderer, size: SizeSpec, seed: int):
+def plan_instrument_family(plan: RenderPlan, synth: SoundfontRenderer, size: SizeSpec, seed: int):
     rng = _rng(seed, "instrument-family")
     split_of = program_split(seed)
     counts = _split_counts(size.family_per_class)
@@ -750,7 +750,7 @@ def plan_instrument_family(plan: Plan, synth: SoundfontRenderer, size: SizeSpec,
     _block_programs(plan, split_of)
 
 
-def plan_pitch(plan: Plan, synth: SoundfontRenderer, size: SizeSpec, seed: int) -> None:
+def plan_pitch(plan: RenderPlan, synth: SoundfontRenderer, size: SizeSpec, seed: int) -> None:
     rng = _rng(seed, "pitch")
     split_of = program_split(seed)
     counts = _split_counts(size.pitch_per_class)
@@ -775,7 +775,7 @@ def plan_pitch(plan: Plan, synth: SoundfontRenderer, size: SizeSpec, seed: int) 
     _block_programs(plan, split_of)
 
 
-def _block_programs(plan: Plan, split_of: dict[int, str]) -> None:
+def _block_programs(plan: RenderPlan, split_of: dict[int, str]) -> None:
     plan.blocked.update(f"soundfont:program-{p:03d}" for p, s in split_of.items() if s != "train")
 
 
@@ -797,8 +797,8 @@ def _pack(files: list[SrcFile], target: float) -> list[list[SrcFile]]:
 
 
 def _pool_units_real(
-    plan: Plan, source: str, files: list[SrcFile], cap: float | None, rng
-) -> list[list[Job]]:
+    plan: RenderPlan, source: str, files: list[SrcFile], cap: float | None, rng
+) -> list[list[RenderJob]]:
     """Pool items from one real source; a unit is what goes to train or heldout whole."""
     ok = [
         f for f in files if f.origin not in plan.used and f"{source}:{f.group}" not in plan.blocked
@@ -812,7 +812,7 @@ def _pool_units_real(
             keep.append(f)
             t += min(f.duration, POOL_PIECE)
         ok = keep
-    units: list[list[Job]] = []
+    units: list[list[RenderJob]] = []
     for f in [f for f in ok if f.duration > POOL_PIECE]:
         n = math.ceil(f.duration / POOL_PIECE)
         stem = f.origin.split(":", 1)[1].rsplit(".", 1)[0].replace("/", "__")
@@ -834,7 +834,7 @@ def _pool_units_real(
     return units
 
 
-def _pool_units_espeak(variants: dict[str, str], seconds: float, rng) -> list[list[Job]]:
+def _pool_units_espeak(variants: dict[str, str], seconds: float, rng) -> list[list[RenderJob]]:
     """Paragraphs of 4-7 sentences (~15 s) in train-split variants only."""
     train_vars = sorted(v for v, s in variants.items() if s == "train")
     langs = sorted(SENTENCES)
@@ -885,7 +885,7 @@ def _phrase_events(synth: SoundfontRenderer, program: int, seconds: float, rng) 
 
 def _pool_units_music(
     synth: SoundfontRenderer, programs: dict[int, str], seconds: float, rng
-) -> list[list[Job]]:
+) -> list[list[RenderJob]]:
     """Phrases of 8-16 s on train-split programs only (all 16 families)."""
     train_progs = sorted(p for p, s in programs.items() if s == "train")
     units, total, i = [], 0.0, 0
@@ -906,13 +906,13 @@ def _pool_units_music(
 
 
 def plan_pool(
-    plan: Plan,
+    plan: RenderPlan,
     real: dict[str, list[SrcFile]],
     synth: SoundfontRenderer,
     size: SizeSpec,
     seed: int,
 ) -> None:
-    units: dict[str, list[list[Job]]] = {}
+    units: dict[str, list[list[RenderJob]]] = {}
     for source, files in real.items():
         cap = None if size.pool_real_cap_s is None else size.pool_real_cap_s.get(source, 0.0)
         units[source] = _pool_units_real(plan, source, files, cap, _rng(seed, "pool", source))
@@ -942,7 +942,7 @@ def plan_pool(
                 plan.add(job)
 
 
-def _unit_seconds(unit: list[Job], real: dict[str, list[SrcFile]]) -> float:
+def _unit_seconds(unit: list[RenderJob], real: dict[str, list[SrcFile]]) -> float:
     """Planned seconds of a real-source unit (from probed durations)."""
     dur = {f.origin: f.duration for fs in real.values() for f in fs}
     total = 0.0
@@ -956,11 +956,11 @@ def _unit_seconds(unit: list[Job], real: dict[str, list[SrcFile]]) -> float:
 
 def make_plan(
     sources: DemoSources, size: str, seed: int, synth: SoundfontRenderer | None = None
-) -> tuple[Plan, SoundfontRenderer]:
+) -> tuple[RenderPlan, SoundfontRenderer]:
     """Everything the build will write, decided from metadata only (deterministic)."""
     spec = SIZES[size]
     langs, voices, problems = check_sources(sources)
-    plan = Plan(problems=list(problems), read_from=source_folders(sources, langs))
+    plan = RenderPlan(problems=list(problems), read_from=source_folders(sources, langs))
     synth = synth or SoundfontRenderer(sources.sf2)
     real = {
         "asterisk": asterisk_files(sources, langs, plan.problems),
@@ -980,7 +980,7 @@ def make_plan(
 # --------------------------------------------------------------------------- rendering
 
 
-def render(job: Job, synth: SoundfontRenderer) -> np.ndarray:
+def render(job: RenderJob, synth: SoundfontRenderer) -> np.ndarray:
     """The float32 16 kHz mono samples of one job."""
     s = job.spec
     if job.kind == "file":
@@ -1015,7 +1015,7 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _run_job(job: Job, out: Path, synth: SoundfontRenderer) -> tuple[dict | None, str | None]:
+def _run_job(job: RenderJob, out: Path, synth: SoundfontRenderer) -> tuple[dict | None, str | None]:
     try:
         x = render(job, synth)
     except AudioscaleError as e:
@@ -1045,7 +1045,7 @@ def _reusable(path: Path, old: dict | None) -> bool:
 
 
 def execute(
-    plan: Plan, out: Path, synth: SoundfontRenderer, progress: bool, workers: int = 2
+    plan: RenderPlan, out: Path, synth: SoundfontRenderer, progress: bool, workers: int = 2
 ) -> tuple[dict[str, list[dict]], int, int]:
     """Render (or reuse) every job; returns rows per manifest, reused and rendered counts."""
     old = _old_rows(out, {j.manifest for j in plan.jobs})

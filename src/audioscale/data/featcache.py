@@ -42,18 +42,16 @@ import os
 import shutil
 import sys
 import uuid
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from audioscale.audio.frames import frames_for
 from audioscale.config import FrontendConfig, config_hash
 from audioscale.errors import BadAudioError, DataError
-from audioscale.utils import progress_bar
+from audioscale.utils import ordered_map, progress_bar
 
 CACHE_VERSION = 1
 SHARD_BYTES = 256 << 20
@@ -94,7 +92,7 @@ def logmel_long(
     the result equals ``module(wave)`` frame for frame (the file's own edges are padded by
     the module as usual)."""
     n, hop = len(wave), cfg.hop_length
-    total = 1 + n // hop
+    total = frames_for(n, cfg)
     x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
     if cfg.top_db is not None or total <= block_frames:
         with torch.no_grad():
@@ -140,21 +138,6 @@ def _safe_features(row, cfg, module, max_seconds):
         return BadAudioError(row["path"], f"{type(e).__name__}: {e}".splitlines()[0], "error")
 
 
-def _ordered(fn, rows: list, workers: int) -> Iterator:
-    """``map(fn, rows)`` in order, with up to ``2 * workers`` rows in flight on threads."""
-    if workers <= 1:
-        yield from map(fn, rows)
-        return
-    with ThreadPoolExecutor(workers) as ex:
-        pending: deque = deque()
-        for row in rows:
-            pending.append(ex.submit(fn, row))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
 def _write_cache(tmp: Path, rows, cfg, key, max_seconds, shard_bytes, progress, workers) -> None:
     from audioscale.audio.frontend import LogMel
 
@@ -167,7 +150,7 @@ def _write_cache(tmp: Path, rows, cfg, key, max_seconds, shard_bytes, progress, 
     fn = lambda r: _safe_features(r, cfg, module, max_seconds)  # noqa: E731
     with progress_bar("log-mel cache", progress, eta=True) as bar:
         task = bar.add_task("build", total=len(rows))
-        for row, res in zip(rows, _ordered(fn, rows, workers), strict=True):
+        for row, res in zip(rows, ordered_map(fn, rows, workers), strict=True):
             bar.advance(task)
             if isinstance(res, BadAudioError):
                 entries.append({"path": str(row["path"]), "status": res.kind, "reason": res.reason})

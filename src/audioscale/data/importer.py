@@ -11,7 +11,7 @@ Layouts accepted under ``src``:
 Every file is checked with :func:`audioscale.audio.io.check_file`. Bad files (empty,
 corrupt, not audio, NaN/Inf, too long, unreadable) are listed with their reason and
 skipped; so are all-silent files unless ``keep_silent=True`` (a silent clip carries no
-label information; DESIGN.md "Reliability"), and files lying outside any class folder.
+label information), and files lying outside any class folder.
 Names starting with ``.`` are ignored. Good files are decoded, mixed to mono, resampled
 to 16 kHz and written as ``out/audio/<label>/<name>.wav`` (PCM 16-bit, or 32-bit float
 when the signal exceeds ±1 and would clip), with ``duration`` and ``sha1`` columns and the
@@ -265,5 +265,3 @@ def import_folder(
     )
     atomic_write_text(out / "task.yaml", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
     return report
-
-

@@ -64,6 +64,37 @@ def sha256_state(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def piece_spans(n: int, max_len: int | None, min_len: int = 0) -> list[tuple[int, int]]:
+    """How a clip of ``n`` steps (samples or mel frames) is cut for an encoder that takes
+    at most ``max_len`` (None: any length) and at least ``min_len``: ``(start, length)``
+    of consecutive pieces of ``max_len``. A trailing piece shorter than ``min_len`` is
+    dropped; a clip shorter than ``min_len`` is one piece, to be padded up to ``min_len``
+    (``cut_pieces`` does). Extraction, ``Encoder.frames_long`` and the checker all cut
+    here, so they agree on every clip length."""
+    step = max_len or max(n, 1)
+    spans = []
+    for s in range(0, max(n, 1), step):
+        length = min(step, n - s)
+        if length < min_len and s > 0:
+            break
+        spans.append((s, length))
+    return spans
+
+
+def cut_pieces(
+    x: torch.Tensor, max_len: int | None, min_len: int = 0, pad_value: float = 0.0
+) -> list[torch.Tensor]:
+    """``x`` (time on the last axis) cut at ``piece_spans``; a piece shorter than
+    ``min_len`` (only ever the first) is right-padded with ``pad_value``."""
+    out = []
+    for s, length in piece_spans(x.shape[-1], max_len, min_len):
+        p = x[..., s : s + length]
+        if length < min_len:
+            p = torch.nn.functional.pad(p, (0, min_len - length), value=pad_value)
+        out.append(p)
+    return out
+
+
 class Encoder:
     """Base class. Subclasses set the attributes and implement ``frames`` and ``identity``."""
 
@@ -129,16 +160,10 @@ class Encoder:
     def frames_long(self, wave: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
         """``frames`` for equal-length inputs of any length: chunks of ``max_seconds`` are
         encoded separately and their valid frames concatenated in time (as extraction
-        does). A trailing chunk shorter than ``min_samples`` is dropped."""
-        n = wave.shape[-1]
-        step = self.max_samples() or n
+        does, see ``piece_spans``). A trailing chunk shorter than ``min_samples`` is
+        dropped."""
         outs: list[list[torch.Tensor]] = [[] for _ in layers]
-        for s in range(0, n, step):
-            piece = wave[:, s : s + step]
-            if piece.shape[-1] < self.min_samples:
-                if s > 0:
-                    break
-                piece = torch.nn.functional.pad(piece, (0, self.min_samples - piece.shape[-1]))
+        for piece in cut_pieces(wave, self.max_samples(), self.min_samples):
             t = self.n_frames(piece.shape[-1])
             for k, f in enumerate(self.frames(piece, layers)):
                 outs[k].append(f[:, :t])

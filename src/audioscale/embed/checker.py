@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from audioscale.embed.base import Encoder
+from audioscale.embed.base import Encoder, piece_spans
 
 
 def check_signal(sample_rate: int, seconds: float = 2.0, batch: int = 2) -> torch.Tensor:
@@ -95,16 +95,9 @@ def check_encoder(enc: Encoder, seconds: float = 2.0) -> list[str]:
 
 
 def _stitched_frames(enc: Encoder, n: int) -> int:
-    step = enc.max_samples() or n
-    total = 0
-    for s in range(0, n, step):
-        m = min(step, n - s)
-        if m < enc.min_samples:
-            if s > 0:
-                break
-            m = enc.min_samples
-        total += enc.n_frames(m)
-    return total
+    """Frames ``frames_long`` returns for ``n`` samples (pieces cut as extraction does)."""
+    spans = piece_spans(n, enc.max_samples(), enc.min_samples)
+    return sum(enc.n_frames(max(length, enc.min_samples)) for _, length in spans)
 
 
 def assert_ok(enc: Encoder) -> None:

@@ -27,21 +27,18 @@ Choices:
 - Cache: ``<cache_dir>/<name>-<level>-L<layer>-<key>.f32`` (raw float32) + ``.json``
   (shape, mask, errors, offsets), key = hash of (extractor version, encoder identity,
   layer, level, ``file_list_hash(rows)``, frontend config, input path). The data file
-  is written first and the json last, both atomically (``os.replace``), so a killed run
-  leaves no readable half-cache. A changed checkpoint changes the identity, so it never
-  reads a stale entry.
+  is written first and the json last, both atomically (``audioscale.utils.atomic_open``),
+  so a killed run leaves no readable half-cache. A changed checkpoint changes the
+  identity, so it never reads a stale entry.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,9 +47,15 @@ import numpy as np
 import torch
 
 from audioscale.config import config_hash
-from audioscale.embed.base import Encoder
+from audioscale.embed.base import Encoder, cut_pieces
 from audioscale.errors import AudioscaleError
-from audioscale.utils import atomic_save_json, progress_bar, resolve_device
+from audioscale.utils import (
+    atomic_open,
+    atomic_save_json,
+    ordered_map,
+    progress_bar,
+    resolve_device,
+)
 
 EXTRACT_VERSION = 1
 DECODE_THREADS = 2
@@ -145,14 +148,8 @@ def _safe(fn: Callable, x) -> tuple[object | None, str | None]:
 
 
 def _prefetch(fn: Callable, items: list, ahead: int = 16) -> Iterator[tuple[object, str | None]]:
-    """Ordered ``_safe(fn, item)`` for each item, computed by threads a bounded way ahead."""
-    with ThreadPoolExecutor(DECODE_THREADS) as pool:
-        futures = [pool.submit(_safe, fn, x) for x in items[:ahead]]
-        for i in range(len(items)):
-            if i + ahead < len(items):
-                futures.append(pool.submit(_safe, fn, items[i + ahead]))
-            yield futures[i].result()
-            futures[i] = None  # free the decoded clip
+    """Ordered ``_safe(fn, item)`` for each item, decoded on threads a bounded way ahead."""
+    return ordered_map(lambda x: _safe(fn, x), items, DECODE_THREADS, ahead)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -226,7 +223,7 @@ class _Inputs:
 
     def _build_mel_cache(self, data: Path, meta_path: Path) -> dict:
         index, offsets, total = [], [0], 0
-        with _AtomicRaw(data) as out:
+        with _atomic_raw(data) as out:
             for i, x in self._decoded():
                 m = self._wave_to_mel(x).T.contiguous().numpy()  # (T, n_mels) rows
                 out.write(m)
@@ -244,27 +241,20 @@ class _Inputs:
         return meta
 
 
-class _AtomicRaw:
-    """Append float32 arrays to ``path.tmp``; on clean exit ``os.replace`` to ``path``."""
+class _Float32Writer:
+    """Appends arrays as raw float32 to an ``atomic_open`` file (published on clean exit)."""
 
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self) -> _AtomicRaw:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        self.f = os.fdopen(fd, "wb")
-        return self
+    def __init__(self, f):
+        self.f = f
 
     def write(self, a: np.ndarray) -> None:
         self.f.write(np.ascontiguousarray(a, dtype=np.float32).tobytes())
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.f.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            Path(self.tmp).unlink(missing_ok=True)
+
+@contextmanager
+def _atomic_raw(path: Path) -> Iterator[_Float32Writer]:
+    with atomic_open(path, "wb") as f:
+        yield _Float32Writer(f)
 
 
 def _read_meta(data: Path, meta_path: Path) -> dict | None:
@@ -281,21 +271,6 @@ def _read_meta(data: Path, meta_path: Path) -> dict | None:
 
 
 # --------------------------------------------------------------------------- encoding
-
-
-def _pieces(x: torch.Tensor, max_len: int | None, min_len: int, pad_value: float):
-    """Cut one clip (last axis is time) into pieces of at most ``max_len``."""
-    n = x.shape[-1]
-    step = max_len or n
-    out = []
-    for s in range(0, max(n, 1), step):
-        p = x[..., s : s + step]
-        if p.shape[-1] < min_len:
-            if s > 0:
-                break
-            p = torch.nn.functional.pad(p, (0, min_len - p.shape[-1]), value=pad_value)
-        out.append(p)
-    return out
 
 
 def _batches(lengths: list[int], batch_size: int, pads: bool) -> list[list[int]]:
@@ -345,7 +320,7 @@ class _Engine:
         pieces, owner = [], []
         for c, (_, x) in enumerate(block):
             self.audio_seconds += self.seconds(x)
-            for p in _pieces(x.float(), self.max_len, self.min_len, self.pad):
+            for p in cut_pieces(x.float(), self.max_len, self.min_len, self.pad):
                 pieces.append(p)
                 owner.append(c)
         lengths = [p.shape[-1] for p in pieces]
@@ -494,7 +469,7 @@ def extract(
 
 
 def _save(ex: Extraction, data: Path, meta_path: Path, rows: list[dict]) -> None:
-    with _AtomicRaw(data) as out:
+    with _atomic_raw(data) as out:
         out.write(ex.emb)
     atomic_save_json(meta_path, _meta(ex, rows))
 
@@ -591,7 +566,7 @@ def _iter_and_cache(
     sink: dict = {}
     ok = np.zeros(len(rows), dtype=bool)
     offsets = [0]
-    with _AtomicRaw(data) as out:
+    with _atomic_raw(data) as out:
         stream = _stream(encoder, rows, layer, batch_size, True, cache_dir, device, progress, sink)
         for i, frames in stream:
             ok[i] = True

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from audioscale.audio.frames import frames_for
 from audioscale.config import FrontendConfig, ModelConfig, config_hash
 from audioscale.embed.base import Encoder, sha256_file, sha256_state
 
@@ -51,7 +52,7 @@ class MAEEncoder(Encoder):
         return n_mel_frames // self.fpt
 
     def n_frames(self, n_samples: int) -> int:
-        return self.n_frames_from_mel(1 + n_samples // self.frontend_config.hop_length)
+        return self.n_frames_from_mel(frames_for(n_samples, self.frontend_config))
 
     def frames_from_mel(self, mel, layers, lengths=None):
         return self.net.forward_features(mel.float(), list(layers), lengths)
@@ -59,7 +60,7 @@ class MAEEncoder(Encoder):
     def frames(self, wave, layers, lengths=None):
         mel = self.logmel(wave.float())
         if lengths is not None:
-            lengths = 1 + lengths // self.frontend_config.hop_length
+            lengths = frames_for(lengths, self.frontend_config)
         return self.frames_from_mel(mel, layers, lengths)
 
     def _configs(self) -> dict:

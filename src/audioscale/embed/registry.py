@@ -5,7 +5,9 @@
 - ``random:<preset>`` → ``RandomInitEncoder`` of a ladder preset (seed 0), with an
   optional seed ``random:<preset>:<seed>``; ``random:<RUN_DIR>`` → the run's own
   architecture and frontend at random init;
-- ``logmel-stats`` → ``LogMelStats`` (default frontend);
+- ``logmel-stats`` → ``LogMelStats`` (default frontend, raw dB features);
+  ``logmel-stats:<pool>`` → the same standardised per dimension on crops of that pool's
+  train split (``baselines.reference_rows``), as a study measures it;
 - ``hf:<local dir>`` → ``HFEncoder`` (transformers, local files only).
 Anything else raises AudioscaleError with one line.
 """
@@ -17,7 +19,10 @@ from pathlib import Path
 from audioscale.embed.base import Encoder
 from audioscale.errors import AudioscaleError
 
-SPECS = "a run folder, random:<preset>[:seed], random:<run_dir>, logmel-stats or hf:<local dir>"
+SPECS = (
+    "a run folder, random:<preset>[:seed], random:<run_dir>, logmel-stats[:<pool>] or "
+    "hf:<local dir>"
+)
 
 
 def _is_run(p: Path) -> bool:
@@ -45,6 +50,18 @@ def _random(rest: str) -> Encoder:
     return RandomInitEncoder(ModelConfig(preset=target), None, seed)
 
 
+def _logmel_standardised(pool: str) -> Encoder:
+    from audioscale.embed.baselines import LogMelStats, reference_rows
+
+    try:
+        rows = reference_rows(pool)
+    except (OSError, ValueError) as e:
+        raise AudioscaleError(f"encoder spec 'logmel-stats:{pool}': {e}") from None
+    if len(rows) < 2:
+        raise AudioscaleError(f"encoder spec 'logmel-stats:{pool}': fewer than 2 train clips")
+    return LogMelStats.standardised_on(rows, name=f"{pool} train split")
+
+
 def get_encoder(spec: str) -> Encoder:
     """Build the encoder named by ``spec`` (see module docstring)."""
     spec = str(spec).strip()
@@ -52,6 +69,8 @@ def get_encoder(spec: str) -> Encoder:
         from audioscale.embed.baselines import LogMelStats
 
         return LogMelStats()
+    if spec.startswith("logmel-stats:"):
+        return _logmel_standardised(spec[len("logmel-stats:") :])
     if spec.startswith("random:"):
         return _random(spec[len("random:") :])
     if spec.startswith("hf:"):

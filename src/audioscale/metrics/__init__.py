@@ -3,7 +3,7 @@ participation ratio (one spectrum, SVD or streaming Gram route), and ``measure``
 encoder on a pool of clips.
 
 ``audioscale.metrics.rankme`` and ``audioscale.metrics.measure`` are the functions
-(DESIGN.md's pinned estimator, ARCHITECTURE.md's measure); the modules of the same
+(the pinned estimator and ``measure`` of docs/ARCHITECTURE.md); the modules of the same
 names are reached with ``from audioscale.metrics.rankme import ...`` /
 ``from audioscale.metrics.measure import ...``. Nothing here imports the embed stage
 until ``measure`` runs.

@@ -3,7 +3,8 @@
 The singular values of Z are the square roots of the eigenvalues of the Gram matrix
 ZᵀZ (K x K), and ZᵀZ is a sum over rows, so it can be accumulated batch by batch from
 any stream of rows (a memory-mapped .npy file, an encoder run over a corpus) without
-ever holding Z. This is the "Gram route" of the RankMe estimator in DESIGN.md.
+ever holding Z. This is the "Gram route" of the RankMe estimator (docs/ARCHITECTURE.md,
+"The RankMe estimator").
 
 Choices, each deliberate:
 

@@ -1,7 +1,7 @@
 """Measure an encoder (or an embedding matrix) on a pool of clips: every spectral metric
 with the options that produced it, as one JSON-ready dict.
 
-Protocol (DESIGN.md, "The RankMe estimator"), each option named in the result:
+Protocol (docs/ARCHITECTURE.md, "The RankMe estimator"), each option named in the result:
 
 - Pool and N: ``samples`` rows of the pool (default 25,600), or all when the pool is
   smaller. The subsample is a deterministic function of (pool order, seed): the first

@@ -92,7 +92,7 @@ def spectrum_metrics(
         s, route, n, k = z.spectrum(centred), "gram", z.n, z.k
     else:
         centred = bool(centred)
-        s, route = singular_values(z, route=route, centred=centred)
+        s, route = singular_values(z, route=route, centred=centred, eps=eps)
         n, k = int(z.shape[0]), int(z.shape[1])
     return metrics_from_singular_values(s, n, k, route, centred, eps, alpha_range)
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from audioscale.audio.frames import frames_for_seconds
 from audioscale.config import FrontendConfig, ModelConfig
 from audioscale.models.ladder import resolve
 from audioscale.models.mae import n_visible
@@ -65,7 +66,7 @@ def tokens_per_example(
     """(N patches, n_vis visible patches) for one clip of ``clip_seconds``."""
     fe = frontend_cfg or FrontendConfig()
     g = geometry(model_cfg.patch, fe.n_mels)
-    frames = 1 + round(clip_seconds * fe.sample_rate) // fe.hop_length
+    frames = frames_for_seconds(clip_seconds, fe)
     n = (frames // g.patch_w) * g.n_freq
     return n, n_visible(n, model_cfg.mask_ratio)
 

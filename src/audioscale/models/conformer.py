@@ -29,8 +29,9 @@ class ConformerEncoder(AudioEncoderNet):
         mlp_ratio: float,
         max_frames: int,
         conv_kernel: int = 31,
+        input_norm: str = "fixed",
     ):
-        super().__init__(geom, width, depth, max_frames)
+        super().__init__(geom, width, depth, max_frames, input_norm)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         self.blocks.extend(
             ConformerBlock(width, heads, mlp_ratio, conv_kernel, geom.n_freq) for _ in range(depth)

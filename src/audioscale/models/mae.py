@@ -27,6 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from audioscale.audio.frames import frames_for_seconds
 from audioscale.config import FrontendConfig, ModelConfig
 from audioscale.errors import ConfigError
 from audioscale.models.blocks import Block
@@ -122,9 +123,11 @@ class MAE(nn.Module):
         max_frames = max_frames_for(cfg.max_seconds, frontend)
         args = (geom, cfg.width, cfg.depth, cfg.heads, cfg.mlp_ratio, max_frames)
         if cfg.family == "vit":
-            self.encoder: AudioEncoderNet = ViTEncoder(*args)
+            self.encoder: AudioEncoderNet = ViTEncoder(*args, input_norm=cfg.input_norm)
         else:
-            self.encoder = ConformerEncoder(*args, conv_kernel=cfg.conv_kernel)
+            self.encoder = ConformerEncoder(
+                *args, conv_kernel=cfg.conv_kernel, input_norm=cfg.input_norm
+            )
         self.decoder = Decoder(
             cfg.width,
             cfg.decoder_width,
@@ -190,8 +193,8 @@ def _init_weights(m: nn.Module) -> None:
 
 
 def max_frames_for(max_seconds: float, frontend: FrontendConfig) -> int:
-    """Frames of a centred log-mel of ``max_seconds``: 1 + samples // hop."""
-    return 1 + round(max_seconds * frontend.sample_rate) // frontend.hop_length
+    """Frames of a centred log-mel of ``max_seconds`` (``audio.frames.frames_for``)."""
+    return frames_for_seconds(max_seconds, frontend)
 
 
 def build_mae(model_cfg: ModelConfig, frontend_cfg: FrontendConfig | None = None) -> MAE:

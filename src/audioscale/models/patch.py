@@ -1,6 +1,6 @@
 """Patch geometry, input normalisation and patchify / unpatchify of log-mel spectrograms.
 
-Two geometries (DESIGN.md):
+Two geometries (docs/ARCHITECTURE.md, models):
 - ``time``: full-height patches of n_mels x 4 frames (Dasheng, Dinkel et al. 2024): one
   token per 40 ms, 25 tokens/s at a 10 ms hop.
 - ``square``: 16 x 16 patches (AudioMAE, Huang et al. 2022) on e.g. 128 mels.

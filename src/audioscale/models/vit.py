@@ -35,7 +35,9 @@ from audioscale.models.posemb import sincos_table
 class AudioEncoderNet(nn.Module):
     """Patch projection + fixed sin-cos positions + blocks + final LayerNorm."""
 
-    def __init__(self, geom: PatchGeometry, width: int, depth: int, max_frames: int):
+    def __init__(
+        self, geom: PatchGeometry, width: int, depth: int, max_frames: int, input_norm: str = "fixed"
+    ):
         super().__init__()
         self.geom = geom
         self.dim = width
@@ -43,6 +45,11 @@ class AudioEncoderNet(nn.Module):
         self.frames_per_token = geom.patch_w
         self.max_t = max_frames // geom.patch_w
         self.max_frames = self.max_t * geom.patch_w
+        # optional learnable per-mel-bin BatchNorm after the fixed affine (Dasheng,
+        # Dinkel et al. 2024): batch statistics in training, running statistics in eval
+        if input_norm not in ("fixed", "batchnorm"):
+            raise ValueError(f"unknown input_norm {input_norm!r}")
+        self.input_norm = nn.BatchNorm1d(geom.n_mels) if input_norm == "batchnorm" else None
         self.patch_embed = nn.Linear(geom.patch_dim, width)
         pos = sincos_table(self.max_t, geom.n_freq, width)[None]
         self.register_buffer("pos_embed", pos, persistent=False)
@@ -61,7 +68,10 @@ class AudioEncoderNet(nn.Module):
                 f"{mel.shape[-1]} frames: need between {self.geom.patch_w} and {self.max_frames}"
                 " (raise model.max_seconds or chunk the input)"
             )
-        return patchify(normalise_mel(mel), self.geom)
+        mel = normalise_mel(mel)
+        if self.input_norm is not None:
+            mel = self.input_norm(mel)
+        return patchify(mel, self.geom)
 
     def layer_index(self, layer: int) -> int:
         i = layer + self.n_layers if layer < 0 else layer
@@ -134,8 +144,9 @@ class ViTEncoder(AudioEncoderNet):
         heads: int,
         mlp_ratio: float,
         max_frames: int,
+        input_norm: str = "fixed",
     ):
-        super().__init__(geom, width, depth, max_frames)
+        super().__init__(geom, width, depth, max_frames, input_norm)
         self.blocks.extend(Block(width, heads, mlp_ratio) for _ in range(depth))
 
     def encode_visible(self, patches: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:

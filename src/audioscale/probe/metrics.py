@@ -1,17 +1,18 @@
 """Task metrics: accuracy and macro mean average precision (mAP).
 
-``average_precision`` follows the definition of scikit-learn's
-``average_precision_score`` (and of AudioSet evaluation, Gemmeke et al. 2017; Hershey
-et al. 2017): AP = Σ_n (R_n − R_{n−1}) P_n over the distinct score thresholds in
-decreasing order, tied scores forming one threshold. ``mean_average_precision`` is the
-unweighted mean over classes that have at least one positive in ``y_true`` (a class
-without positives has no defined AP; it is skipped, and the count of classes used is
-available from ``ap_per_class``).
+``average_precision`` is scikit-learn's ``average_precision_score`` (the definition of
+AudioSet evaluation, Gemmeke et al. 2017; Hershey et al. 2017): AP = Σ_n (R_n − R_{n−1})
+P_n over the distinct score thresholds in decreasing order, tied scores forming one
+threshold. A class without positives in ``y_true`` has no defined AP (recall is 0/0):
+``average_precision`` returns NaN for it instead of scikit-learn's warning and 0, and
+``mean_average_precision`` is the unweighted mean over the classes that have at least
+one positive (the classes used are the non-NaN entries of ``ap_per_class``).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import average_precision_score
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -28,18 +29,9 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
     """AP of one class: binary ``y_true`` (N,), real ``scores`` (N,). NaN without positives."""
     y = np.asarray(y_true).astype(bool)
-    s = np.asarray(scores, dtype=np.float64)
-    n_pos = int(y.sum())
-    if n_pos == 0:
+    if not y.any():
         return float("nan")
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    tp = np.cumsum(y)
-    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # last index of each threshold
-    tp = tp[last]
-    precision = tp / (last + 1)
-    recall = tp / n_pos
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(average_precision_score(y, np.asarray(scores, dtype=np.float64)))
 
 
 def ap_per_class(y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:

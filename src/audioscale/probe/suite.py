@@ -24,6 +24,7 @@ import numpy as np
 
 from audioscale.probe import knn, linear
 from audioscale.probe.metrics import chance
+from audioscale.utils import nan_to_none
 
 PROTOCOLS = ("linear", "knn")
 VALID_FRACTION = 0.1
@@ -84,7 +85,7 @@ class SuiteResult:
         for r in self.tasks.values():
             for p, v in r.items():
                 settings.setdefault(p, v["settings"])
-        return _finite(
+        return nan_to_none(
             {
                 "model": self.model,
                 "encoder": self.encoder,
@@ -112,17 +113,6 @@ class SuiteResult:
         for t, r in self.tasks.items():
             out.update({f"task.{t}.{p}": v["score"] for p, v in r.items()})
         return out
-
-
-def _finite(obj):
-    """NaN → None so the JSON is standard."""
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 # --------------------------------------------------------------------------- splits

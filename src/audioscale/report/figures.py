@@ -183,7 +183,11 @@ def fig_laws(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure:
     if not laws:
         raise NoFigure("no scaling laws were fitted")
     tr = _trained(rows)
-    targets = [("rankme", "RankMe"), ("suite", "suite score"), ("heldout_loss", "held-out loss")]
+    targets = [
+        ("rankme", "RankMe"),
+        ("suite", "suite score"),
+        ("heldout_loss", "held-out loss @ mask 0.75"),
+    ]
     fig, axes = plt.subplots(3, 4, figsize=(12.5, 8.5), squeeze=False)
     drawn = 0
     for i, (t, tl) in enumerate(targets):
@@ -329,7 +333,7 @@ def fig_rankme_gap(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure:
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xscale("log")
     ax.set_xlabel("epochs over the pretraining data")
-    ax.set_ylabel("rankme_gap (train slice − held-out pool)")
+    ax.set_ylabel("rankme_gap (train slice − eval pool, equal N)")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     return fig

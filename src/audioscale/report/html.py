@@ -2,14 +2,23 @@
 resources, readable offline. A small inline script checks on load that every figure
 decoded (every <img> has naturalWidth > 0, every inline <svg> a nonzero bounding box)
 and records the result in ``<body data-figures-ok>``; the Chromium test reads it.
+
+Escaping is the default, not the caller's job: ``table()`` renders through a Jinja2
+template with autoescaping, so every header and cell is escaped unless it is a
+``markupsafe.Markup`` (HTML built here on purpose: ``fmt``, ``est``, the note spans,
+each built with ``Markup.format``, which escapes its arguments). A run name or an
+error message holding ``<script>`` therefore shows as text. ``esc`` is
+``markupsafe.escape`` for the few fragments written outside tables.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import math
 from pathlib import Path
+
+from jinja2 import Environment
+from markupsafe import Markup, escape
 
 from audioscale.report.figures import FigureRecord, make_figures
 from audioscale.scaling.study_fits import col, is_trained
@@ -84,12 +93,31 @@ window.addEventListener('load', function () {
 """
 
 
-def esc(x: object) -> str:
-    return html.escape(str(x), quote=True)
+_ENV = Environment(autoescape=True)
+_TABLE = _ENV.from_string(
+    "<div class='scroll'><table><tr>{% for h in header %}<th>{{ h }}</th>{% endfor %}</tr>"
+    "{% for r in rows %}<tr>{% for c in r %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}"
+    "</table></div>"
+)
+NOTE = Markup("<span class='note'>{}</span>")
 
 
-def fmt(v: object, digits: int = 3) -> str:
-    """Numbers to short strings; None/NaN to an en dash."""
+def esc(x: object) -> Markup:
+    """Escaped text (a Markup, so it is not escaped twice)."""
+    return escape(str(x))
+
+
+def note(text: object) -> Markup:
+    """An italic note span around escaped ``text``."""
+    return NOTE.format(text)
+
+
+def fmt(v: object, digits: int = 3) -> Markup:
+    """Numbers to short strings; None/NaN to an en dash; anything else escaped."""
+    return esc(_fmt(v, digits))
+
+
+def _fmt(v: object, digits: int) -> str:
     if v is None:
         return "–"
     if isinstance(v, bool):
@@ -102,23 +130,38 @@ def fmt(v: object, digits: int = 3) -> str:
         if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
             return f"{v:.{digits}g}"
         return f"{v:.{digits}g}" if abs(v) >= 100 else f"{v:.{digits}f}"
-    return esc(v)
+    return str(v)
 
 
-def est(d: dict | None) -> str:
+def est(d: dict | None) -> Markup:
     """'value [lo, hi]' for a bootstrap summary dict."""
     if not d or d.get("value") is None:
-        return "–" + (
-            f" <span class='note'>({esc(d['note'])})</span>" if d and d.get("note") else ""
-        )
+        if d and d.get("note"):
+            return Markup("– {}").format(note(f"({d['note']})"))
+        return Markup("–")
     ci = d.get("ci")
-    return fmt(d["value"]) + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
+    if not ci:
+        if d.get("ci_status") == "refused":
+            why = f"(interval refused: {d.get('ci_reason') or 'too many failed resamples'})"
+            return Markup("{} {}").format(fmt(d["value"]), note(why))
+        return fmt(d["value"])
+    return Markup("{} [{}, {}]").format(fmt(d["value"]), fmt(ci[0]), fmt(ci[1]))
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    th = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<div class='scroll'><table><tr>{th}</tr>{body}</table></div>"
+def loo_mae(loo: dict | None) -> Markup:
+    """A leave-one-out MAE with its failed folds ('k/n folds failed'), or the refusal."""
+    loo = loo or {}
+    if loo.get("mae_status") == "refused":
+        return Markup("– {}").format(note(f"(refused: {loo.get('mae_reason')})"))
+    if loo.get("n_failed"):
+        folds = f"({loo['n_failed']}/{loo.get('n')} folds failed)"
+        return Markup("{} {}").format(fmt(loo.get("mae")), note(folds))
+    return fmt(loo.get("mae"))
+
+
+def table(header: list[object], rows: list[list[object]]) -> str:
+    """An HTML table; every header and cell is escaped unless it is a ``Markup``."""
+    return _TABLE.render(header=header, rows=rows)
 
 
 def figure_html(rec: FigureRecord | None) -> str:
@@ -145,6 +188,10 @@ def sec_headline(fits: dict) -> str:
         ["chosen form", esc(h.get("chosen_form") or "none converged")],
         ["exponent b", est(h.get("exponent_b"))],
         ["fit-small-predict-large MAE", fmt(h.get("fit_small_predict_large_mae"))],
+        ["best trained suite", fmt(h.get("best_trained_suite"))],
+        ["margin over random init", fmt(h.get("margin_over_random_init"))],
+        ["margin over log-mel", fmt(h.get("margin_over_logmel"))],
+        ["verification", esc(h.get("verification") or "–")],
     ]
     return f"<h2>Headline</h2><p class='verdict'>{esc(fits.get('verdict', ''))}</p>" + table(
         ["quantity", "value [95% CI]"], rows
@@ -155,16 +202,14 @@ def _fit_rows(forms: dict) -> list[list[str]]:
     out = []
     for form, fd in forms.items():
         pci = fd.get("params_ci") or {}
-        ps = ", ".join(
-            f"{esc(k)} = {est(pci[k]) if k in pci else fmt(v)}"
+        ps = Markup(", ").join(
+            Markup("{} = {}").format(k, est(pci[k]) if k in pci else fmt(v))
             for k, v in (fd.get("params") or {}).items()
         )
-        status = (
-            "ok" if fd.get("converged") else f"<span class='note'>{esc(fd.get('message'))}</span>"
-        )
+        status = "ok" if fd.get("converged") else note(fd.get("message"))
         out.append(
             [
-                esc(form),
+                form,
                 ps if fd.get("converged") else "–",
                 est(pci["r2_log"]) if "r2_log" in pci else fmt(fd.get("r2_log")),
                 fmt(fd.get("aic")),
@@ -206,12 +251,12 @@ def sec_score_vs_rankme(fits: dict, figs: dict) -> str:
         loo, fs = v.get("loo", {}), v.get("fit_small_predict_large", {})
         vrows.append(
             [
-                esc(form),
-                fmt(loo.get("mae")),
+                form,
+                loo_mae(loo),
                 fmt(loo.get("mean_rel_error")),
                 fmt(fs.get("mae")),
                 f"{fs.get('n_train', '–')} / {fs.get('n_test', '–')}",
-                esc(fs.get("note", "") or loo.get("note", "")),
+                fs.get("note", "") or loo.get("note", ""),
             ]
         )
     parts.append(
@@ -236,19 +281,15 @@ def sec_laws(fits: dict, figs: dict) -> str:
     for key, law in fits.get("laws", {}).items():
         pci = law.get("params_ci", {})
         val = law.get("validation", {})
-        status = (
-            "ok"
-            if law.get("converged")
-            else f"<span class='note'>{esc(law.get('message') or law.get('note'))}</span>"
-        )
+        status = "ok" if law.get("converged") else note(law.get("message") or law.get("note"))
         rows.append(
             [
-                esc(key),
-                esc(law.get("x")),
+                key,
+                law.get("x"),
                 fmt(law.get("n")),
                 est(pci.get("b")),
                 est(pci["r2_log"]) if "r2_log" in pci else fmt(law.get("r2_log")),
-                fmt(val.get("loo", {}).get("mae")),
+                loo_mae(val.get("loo")),
                 fmt(val.get("fit_small_predict_large", {}).get("mae")),
                 status,
             ]
@@ -287,32 +328,30 @@ def sec_joint(fits: dict) -> str:
         if not j.get("converged"):
             rows.append(
                 [
-                    esc(name),
+                    name,
                     fmt(res.get("n")),
-                    f"<span class='note'>not fitted: {esc(j.get('message'))}</span>",
+                    note(f"not fitted: {j.get('message')}"),
                     "–",
                     "–",
                 ]
             )
             continue
-        ps = ", ".join(
-            f"{k} = {est(pci[k]) if k in pci else fmt(v)}" for k, v in j["params"].items()
+        ps = Markup(", ").join(
+            Markup("{} = {}").format(k, est(pci[k]) if k in pci else fmt(v))
+            for k, v in j["params"].items()
         )
-        alloc = "–"
+        alloc: object = "–"
         if res.get("N"):
-            alloc = (
-                f"N* = {est(res['N'])}, D* = {est(res['D'])}, "
-                f"predicted {esc(name)} = {est(res['L'])}"
-                + (" <b>(extrapolation)</b>" if res.get("extrapolation") else "")
-                + (
-                    " <span class='note'>(optimum on the search edge)</span>"
-                    if res.get("on_grid_edge")
-                    else ""
-                )
+            alloc = Markup("N* = {}, D* = {}, predicted {} = {}").format(
+                est(res["N"]), est(res["D"]), name, est(res["L"])
             )
+            if res.get("extrapolation"):
+                alloc += Markup(" <b>(extrapolation)</b>")
+            if res.get("on_grid_edge"):
+                alloc += Markup(" ") + note("(optimum on the search edge)")
         elif res.get("note"):
-            alloc = f"<span class='note'>{esc(res['note'])}</span>"
-        rows.append([esc(name), fmt(res.get("n")), ps, esc(j.get("message")), alloc])
+            alloc = note(res["note"])
+        rows.append([name, fmt(res.get("n")), ps, j.get("message"), alloc])
     budget = next((r.get("budget_flops") for r in joint.values() if r.get("budget_flops")), None)
     parts.append(
         table(
@@ -348,10 +387,10 @@ def sec_metrics(fits: dict, figs: dict) -> str:
     rows = []
     for m in metrics:
         sign = mc.get("direction", {}).get(m, 1)
-        cells = [f"{esc(m)} ({'+' if sign > 0 else '−'})"]
+        cells: list[object] = [f"{m} ({'+' if sign > 0 else '−'})"]
         for t in targets:
             e = targets[t].get(m, {})
-            cells.append(f"{est(e.get('spearman'))} / {fmt(e.get('loo_mae'))}")
+            cells.append(Markup("{} / {}").format(est(e.get("spearman")), fmt(e.get("loo_mae"))))
         rows.append(cells)
     return (
         "<h2>Metric comparison</h2>"
@@ -371,11 +410,9 @@ def sec_confounds(fits: dict, figs: dict) -> str:
     rrows = []
     for name, reg in conf.get("regimes", {}).items():
         if reg.get("note"):
-            rrows.append([esc(name), "–", f"<span class='note'>{esc(reg['note'])}</span>", ""])
+            rrows.append([name, "–", note(reg["note"]), ""])
         else:
-            rrows.append(
-                [esc(name), fmt(reg.get("cut")), est(reg.get("low")), est(reg.get("high"))]
-            )
+            rrows.append([name, fmt(reg.get("cut")), est(reg.get("low")), est(reg.get("high"))])
     if rrows:
         parts.append(table(["split by", "median cut", "Spearman ≤ cut", "Spearman > cut"], rrows))
     flagged = conf.get("flagged", [])
@@ -386,7 +423,7 @@ def sec_confounds(fits: dict, figs: dict) -> str:
                 ["run", "z", "RankMe", "suite", "epochs", "N"],
                 [
                     [
-                        esc(f["run_id"]),
+                        f["run_id"],
                         fmt(f["z"]),
                         fmt(f["rankme"]),
                         fmt(f["suite"]),
@@ -414,6 +451,94 @@ def sec_confounds(fits: dict, figs: dict) -> str:
     return "".join(parts)
 
 
+def sec_learning(fits: dict) -> str:
+    """Did training beat the baselines, did compute buy quality, did the allocation hold?"""
+    learning = fits.get("learning") or {}
+    vb, cb = learning.get("baselines", {}), learning.get("compute", {})
+    parts = ["<h2>Did learning happen?</h2>"]
+    rows = []
+    if vb.get("best_trained"):
+        rows.append(["best trained run", esc(vb["best_trained"]["run_id"]),
+                     fmt(vb["best_trained"]["suite"]), ""])  # fmt: skip
+    if vb.get("best_random_init"):
+        own = vb["vs_own_random_init"]
+        rows.append(["best random-init encoder", esc(vb["best_random_init"]["run_id"]),
+                     fmt(vb["best_random_init"]["suite"]),
+                     fmt(vb["margin_over_random_init"])])  # fmt: skip
+        rows.append(["trained runs beating their own random init", "",
+                     esc(f"{own['n_beat']} of {own['n_compared']}"),
+                     fmt(own["mean_margin"])])  # fmt: skip
+    if vb.get("logmel"):
+        rows.append(["log-mel baseline (standardised)", esc(vb["logmel"]["run_id"]),
+                     fmt(vb["logmel"]["suite"]), fmt(vb["margin_over_logmel"])])  # fmt: skip
+    if rows:
+        parts.append(table(["", "run", "suite", "best trained minus this"], rows))
+    per = cb.get("per_size", {})
+    if per:
+        body = [[esc(size), esc(", ".join(f"{x:.3g}" for x in v["examples_seen"])),
+                 esc(", ".join(f"{y:.3f}" for y in v["suite"])), fmt(v["rises_overall"])]
+                for size, v in per.items()]  # fmt: skip
+        parts.append(
+            "<p>Compute at each size (runs at the base of every other axis):</p>"
+            + table(["size (width x depth)", "examples seen", "suite", "rises"], body)
+        )
+    lb = cb.get("largest_budget")
+    if lb:
+        parts.append(
+            f"<p>At the largest shared step budget ({fmt(lb['examples_seen'])} examples) the "
+            f"best run is {esc(lb['winner'])}: "
+            f"{'the largest model' if lb['winner_is_largest_model'] else 'not the largest model'}"
+            ".</p>"
+        )
+    parts.append(sec_verification(fits.get("verification") or {}))
+    return "".join(parts)
+
+
+def sec_verification(v: dict) -> str:
+    if "run" not in v:
+        return f"<h3>Verification run</h3><p class='note'>{esc(v.get('note', 'none'))}</p>"
+    run, pred = v["run"], v.get("predicted", {})
+    meas = (v.get("measured") or {}).get("suite")
+    iv = pred.get("interval")
+    rows = [
+        ["FLOP budget", fmt(v.get("budget_flops"))],
+        ["allocated N*, D*", Markup("{}, {}").format(fmt(v.get("allocated_N")),
+                                                     fmt(v.get("allocated_D")))],  # fmt: skip
+        ["trained", esc(f"{run['preset']} (N = {run['N']:.3g}), {run['steps']} steps, "
+                        f"D = {run['D']:.3g} examples")],  # fmt: skip
+        ["predicted suite [95% CI]",
+         Markup("{} [{}, {}]").format(fmt(pred.get("suite")), fmt(iv[0]), fmt(iv[1]))
+         if iv else Markup("{} {}").format(fmt(pred.get("suite")), note("(no interval)"))],
+        ["measured suite", fmt(meas)],
+        ["outcome", esc(v.get("outcome", "not run")
+                        + (f" by {v['miss_by']:.3f}" if v.get("outcome") == "miss" else ""))],
+    ]  # fmt: skip
+    return "<h3>Verification run</h3>" + table(["quantity", "value"], rows)
+
+
+def sec_axes(fits: dict) -> str:
+    """Per-axis residuals and the leave-one-axis-out test of the RankMe law."""
+    axes = fits.get("axes") or {}
+    loao, res = axes.get("leave_one_axis_out", {}), axes.get("residuals", {})
+    if not loao.get("axes"):
+        return ""
+    rows = []
+    for axis, r in loao["axes"].items():
+        rr = res.get(axis, {}) if isinstance(res, dict) else {}
+        rows.append([
+            esc(axis), fmt(r.get("n_fit")), fmt(r.get("n_vary")), fmt(r.get("mae")),
+            esc(f"{r['inside_interval']}/{r['n_vary']}") if "inside_interval" in r else "–",
+            fmt(rr.get("mean_log_residual")), esc(r.get("verdict")),
+        ])  # fmt: skip
+    return (
+        "<h2>Does RankMe unify the axes?</h2>"
+        f"<p>{esc(loao.get('law', ''))}; an axis is absorbed when the held-out error is at most "
+        f"{fmt(loao.get('tolerance'))} suite points.</p>"
+        + table(["axis", "runs fitted", "runs predicted", "MAE", "inside 95% interval",
+                 "mean log residual", "verdict"], rows)  # fmt: skip
+    )
+
+
 def sec_runs(rows: list[dict]) -> str:
     cols = [c for c in RUN_COLUMNS if any(r.get(c) is not None for r in rows)]
     body = [[fmt(r.get(c)) for c in cols] for r in rows]
@@ -428,7 +553,7 @@ def sec_settings(rows: list[dict], fits: dict, extra: dict | None) -> str:
         if not vals:
             continue
         if len(vals) == 1:
-            srows.append([esc(c), esc(next(iter(vals))), "all trained runs"])
+            srows.append([c, next(iter(vals)), "all trained runs"])
         else:
             v = col(trained, c)
             rng = (
@@ -436,13 +561,11 @@ def sec_settings(rows: list[dict], fits: dict, extra: dict | None) -> str:
                 if (v == v).any()
                 else ", ".join(sorted(vals))[:120]
             )
-            srows.append(
-                [esc(c), esc(rng) if not (v == v).any() else rng, f"varies ({len(vals)} values)"]
-            )
+            srows.append([c, rng, f"varies ({len(vals)} values)"])
     for k, v in (extra or {}).items():
-        srows.append([esc(k), esc(v), "study"])
+        srows.append([k, v, "study"])
     for k, v in fits.get("settings", {}).items():
-        srows.append([f"fit.{esc(k)}", esc(v), "fits.json"])
+        srows.append([f"fit.{k}", v, "fits.json"])
     return "<h2>Protocol settings used</h2>" + table(["setting", "value", "scope"], srows)
 
 
@@ -458,7 +581,9 @@ def render_html(
         [
             f"<h1>{esc(title)}</h1>",
             sec_headline(fits),
+            sec_learning(fits),
             sec_score_vs_rankme(fits, by),
+            sec_axes(fits),
             sec_laws(fits, by),
             sec_early(fits, by),
             sec_metrics(fits, by),

@@ -7,13 +7,20 @@ the runs (it absorbs clip length, mask ratio and the decoder as they were in the
 study). For a budget C the data follow from the budget, D(N) = C / f(N), and N* is the
 minimiser of L(N, C / f(N)) over log N: a dense log grid from min(N)/100 to
 max(N)·1e4 (2001 points), refined by bounded Brent search around the best grid point.
-An optimum on the grid edge is reported as such (no interior optimum).
+An optimum on the grid edge means the laws have no interior optimum in the searched
+range; it is flagged (``on_grid_edge``) and treated the same way in the point estimate
+and in the bootstrap: a point optimum on the edge keeps its value but gets no interval
+(``ci_status`` "refused", with the reason), and a resample whose optimum is on the edge
+counts as a failed resample for N*, D*, L* (``n_edge`` of them), so that the interval
+is never built from the interior resamples alone while the rest sat on the edge.
 
 Uncertainty: the runs are resampled (percentile bootstrap, seeded), both laws refitted
 on each resample (joint fit warm-started from the full-data fit, at most 50
-evaluations; a resample needing more counts as failed), and N*, D*, L*
-recomputed; the interval is the percentile interval of those. Everything here is an
-extrapolation beyond the measured runs as soon as C exceeds the largest run's FLOPs.
+evaluations, continued to 300 when unfinished; a resample that still fails counts as
+failed), and N*, D*, L* recomputed; the interval is the percentile interval of those,
+refused above ``bootstrap.MAX_FAILED_FRACTION`` (20 %) of failed resamples. Everything
+here is an extrapolation beyond the measured runs as soon as C exceeds the largest
+run's FLOPs.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import math
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from audioscale.scaling.bootstrap import resample_indices, summarise
+from audioscale.scaling.bootstrap import refuse, resample_indices, summarise
 from audioscale.scaling.powerlaw import (
     WARM_MAX_NFEV,
     Fit,
@@ -90,9 +97,19 @@ def allocate(
         return out
     n_range = (float(n.min()), float(n.max()))
     point = optimum(joint.params, fpe.params, budget, n_range)
-    samples = _bootstrap(n, d, target, fpe_y, joint, budget, n_range, n_resamples, seed, huber)
+    samples, edge = _bootstrap(
+        n, d, target, fpe_y, joint, budget, n_range, n_resamples, seed, huber
+    )
+    n_edge = int(edge.sum())
     for j, key in enumerate(("N", "D", "L")):
-        out[key] = summarise(point[key], samples[:, j], level, n.size)
+        est = summarise(point[key], samples[:, j], level, n.size)
+        est["n_edge"] = n_edge
+        est["edge_fraction"] = n_edge / max(n_resamples, 1)
+        if point["on_grid_edge"]:
+            refuse(est, "the point optimum is on the search edge (no interior optimum)")
+        elif est["ci_status"] == "refused" and n_edge:
+            est["ci_reason"] += f"; {n_edge} of them with the optimum on the search edge"
+        out[key] = est
     out["joint"]["params_ci"] = {
         key: summarise(joint.params[key], samples[:, 3 + j], level, n.size)
         for j, key in enumerate(JOINT_KEYS)
@@ -117,9 +134,12 @@ def _bootstrap(
     seed: int,
     huber: bool,
 ) -> np.ndarray:
-    """Columns: N*, D*, L*, then the joint parameters in JOINT_KEYS order."""
+    """(samples, edge): columns N*, D*, L*, then the joint parameters in JOINT_KEYS
+    order; ``edge`` marks the resamples whose optimum lay on the search edge (their N*,
+    D*, L* are NaN: failed, like the point estimate's interval in that case)."""
     start = [joint_start_from(joint)]
     out = np.full((n_resamples, 3 + len(JOINT_KEYS)), np.nan)
+    edge = np.zeros(n_resamples, bool)
     for r, idx in enumerate(resample_indices(n.size, n_resamples, seed)):
         j = fit_joint(
             n[idx], d[idx], target[idx], starts=start, huber=huber, max_nfev=WARM_MAX_NFEV
@@ -131,6 +151,7 @@ def _bootstrap(
         if not f.converged:
             continue
         o = optimum(j.params, f.params, budget, n_range)
+        edge[r] = o["on_grid_edge"]
         if not o["on_grid_edge"]:
             out[r, :3] = [o["N"], o["D"], o["L"]]
-    return out
+    return out, edge

@@ -5,9 +5,13 @@ seeded with ``numpy.random.default_rng(seed)``), recompute the statistic on ever
 resample, and report the percentile interval: the (1 − level)/2 and (1 + level)/2
 quantiles of the resampled values (Efron & Tibshirani, "An Introduction to the
 Bootstrap", 1993, ch. 13). Resamples on which the statistic is undefined (a fit that
-fails, a correlation of constant values) are dropped and counted in ``n_failed``; when
-more than half fail no interval is reported, because the remaining ones would be a
-biased selection.
+fails, a correlation of constant values) are dropped and counted in ``n_failed``. The
+survivors are a selection (the resamples a fit could not handle are usually the
+extreme ones), so every summary reports ``failed_fraction`` = n_failed / n_resamples,
+and above ``MAX_FAILED_FRACTION`` (20 %) no interval is given: ``ci`` is None,
+``ci_status`` is "refused" and ``ci_reason`` says why. A caller may refuse an interval
+for its own reason too (``refuse``), e.g. a compute-optimal allocation whose point
+optimum lies on the search edge.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from audioscale.utils import finite_or_none
 
 METHOD = "percentile bootstrap over runs (Efron & Tibshirani 1993, ch. 13)"
 
@@ -25,35 +31,80 @@ def resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
     return rng.integers(0, n, size=(n_resamples, n))
 
 
-def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
+MAX_FAILED_FRACTION = 0.2
+
+
+def failed_fraction(samples: np.ndarray) -> float:
+    """Fraction of resamples (rows) whose statistic is not finite."""
+    samples = np.asarray(samples, dtype=float)
+    if samples.shape[0] == 0:
+        return 1.0
+    bad = ~np.isfinite(samples)
+    if samples.ndim > 1:
+        bad = bad.any(axis=tuple(range(1, samples.ndim)))
+    return float(bad.mean())
+
+
+def percentile_ci(
+    samples: np.ndarray, level: float = 0.95, max_failed: float = MAX_FAILED_FRACTION
+) -> tuple[float, float] | None:
     """Percentile interval of the finite entries of ``samples`` (along axis 0).
 
-    Returns None when fewer than half of the entries are finite.
+    Returns None when more than ``max_failed`` of the entries are not finite (or fewer
+    than two are).
     """
     samples = np.asarray(samples, dtype=float)
     finite = np.isfinite(samples)
-    if samples.size == 0 or finite.sum() < max(2, samples.shape[0] / 2):
+    if samples.size == 0 or finite.sum() < 2 or failed_fraction(samples) > max_failed:
         return None
     alpha = (1.0 - level) / 2.0
     lo, hi = np.nanquantile(np.where(finite, samples, np.nan), [alpha, 1 - alpha], axis=0)
     return float(lo), float(hi)
 
 
-def summarise(value: float, samples: np.ndarray, level: float = 0.95, n: int | None = None) -> dict:
-    """A JSON-ready estimate: point value, percentile CI, resample counts and the method."""
+def summarise(
+    value: float,
+    samples: np.ndarray,
+    level: float = 0.95,
+    n: int | None = None,
+    max_failed: float = MAX_FAILED_FRACTION,
+) -> dict:
+    """A JSON-ready estimate: point value, percentile CI, resample counts, the failed
+    fraction, whether the interval was refused (and why), and the method."""
     samples = np.asarray(samples, dtype=float)
-    ci = percentile_ci(samples, level)
+    n_res = int(samples.shape[0])
+    n_failed = int((~np.isfinite(samples)).sum())
+    frac = n_failed / n_res if n_res else 1.0
+    ci = percentile_ci(samples, level, max_failed)
     out = {
-        "value": _num(value),
+        "value": finite_or_none(value),
         "ci": [ci[0], ci[1]] if ci is not None else None,
         "level": level,
-        "n_resamples": int(samples.shape[0]),
-        "n_failed": int((~np.isfinite(samples)).sum()),
+        "n_resamples": n_res,
+        "n_failed": n_failed,
+        "failed_fraction": frac,
+        "max_failed_fraction": max_failed,
+        "ci_status": "ok",
         "method": "percentile bootstrap",
     }
+    if ci is None:
+        if n_res == 0:
+            refuse(out, "no resamples")
+        elif frac > max_failed:
+            refuse(out, f"{frac:.0%} of {n_res} resamples failed (above {max_failed:.0%})")
+        else:
+            refuse(out, f"only {n_res - n_failed} of {n_res} resamples gave a value")
     if n is not None:
         out["n"] = int(n)
     return out
+
+
+def refuse(estimate: dict, reason: str) -> dict:
+    """Mark an estimate's interval as not available, with the reason (in place)."""
+    estimate["ci"] = None
+    estimate["ci_status"] = "refused"
+    estimate["ci_reason"] = reason
+    return estimate
 
 
 def bootstrap(
@@ -84,8 +135,3 @@ def bootstrap(
         if v is not None and v.size == width:
             arr[i] = v
     return arr[:, 0] if width == 1 else arr
-
-
-def _num(x: float) -> float | None:
-    x = float(x)
-    return x if np.isfinite(x) else None

@@ -10,7 +10,10 @@ Forms (y > 0, x > 0):
   a ∈ [1e-12, 1e12], b ∈ [0.01, 5], c ∈ [max(y)·(1+1e-9), max(y) + 100·(|max y| + range)])
   from a grid of starts (b ∈ {0.1, 0.3, 1, 3} × c ∈ {max y + 0.05·range, + 0.5·range,
   + 3·range}, a by least squares given b and c; at most 100 evaluations each, analytic
-  Jacobian); the best converged start wins.
+  Jacobian); the best converged start wins. When none converged, the lowest-cost one is
+  continued for up to 300 evaluations (``POLISH_MAX_NFEV``). Refits of a resample or a
+  leave-one-out fold (``refit_saturating``) start from the full-data optimum; a
+  leave-one-out fold whose warm start fails falls back to this cold-start grid.
   A fit whose b or c ends on a bound is reported as degenerate (the data do not
   identify a plateau), not returned as a law.
 - ``joint``: L(N, D) = E + A/N^α + B/D^β, fitted as in Hoffmann et al. 2022 ("Training
@@ -18,7 +21,8 @@ Forms (y > 0, x > 0):
   + exp(b − β log D)) against log L (E kept linear, bounded at 0, so that "no
   irreducible term" is reachable; analytic Jacobian), from a grid of 8 starts
   (α, β ∈ {0.25, 0.75} × E ∈ {0.3, 0.8}·min L, A and B splitting the rest at the
-  median run; at most 200 evaluations each), bounds α, β ∈ [0.01, 3], 0 ≤ E ≤ max L.
+  median run; at most 200 evaluations each, the best unfinished start continued for up
+  to 300 evaluations when none converged), bounds α, β ∈ [0.01, 3], 0 ≤ E ≤ max L.
   Plain least squares by default; ``huber=True`` uses Hoffmann et al.'s Huber loss
   with δ = 1e-3 (robust to outlier runs, but it behaves like an L1 fit when the
   run-to-run noise exceeds δ, as it does in small audio studies).
@@ -40,13 +44,19 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import least_squares
 
+from audioscale.utils import finite_or_none
+
 SAT_B_BOUNDS = (0.01, 5.0)
 JOINT_EXP_BOUNDS = (0.01, 3.0)
 JOINT_HUBER_DELTA = 1e-3
 # Evaluations per start; a start that needs more is counted as not converged.
 SAT_MAX_NFEV = 100
 JOINT_MAX_NFEV = 200
-WARM_MAX_NFEV = 50  # warm-started refits; a resample needing more is counted as failed
+WARM_MAX_NFEV = 50  # warm-started refits, before the fallbacks below
+# When no start converged within its cap, the lowest-cost unfinished start is continued
+# for up to POLISH_MAX_NFEV evaluations: slow valleys (b and c trading off) then end at
+# an interior optimum or on a bound (reported as degenerate), not as "no start converged".
+POLISH_MAX_NFEV = 300
 
 
 @dataclass
@@ -78,14 +88,14 @@ class Fit:
     def to_dict(self) -> dict:
         return {
             "form": self.form,
-            "params": {k: _num(v) for k, v in self.params.items()},
+            "params": {k: finite_or_none(v) for k, v in self.params.items()},
             "n": self.n,
             "converged": self.converged,
             "message": self.message,
-            "rss_log": _num(self.rss),
-            "r2_log": _num(self.r2),
-            "aic": _num(self.aic),
-            "aicc": _num(self.aicc),
+            "rss_log": finite_or_none(self.rss),
+            "r2_log": finite_or_none(self.r2),
+            "aic": finite_or_none(self.aic),
+            "aicc": finite_or_none(self.aicc),
             "k": self.k,
             "settings": self.settings,
         }
@@ -101,11 +111,6 @@ def predict(form: str, p: dict[str, float], *x: np.ndarray) -> np.ndarray:
         n, d = (np.asarray(v, float) for v in x)
         return p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
     raise ValueError(f"unknown form {form!r}")
-
-
-def _num(x: float) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def _check_xy(x: np.ndarray, y: np.ndarray, need: int) -> str:
@@ -198,11 +203,12 @@ def fit_saturating(
     huber_delta: float = 0.1,
     starts: list[list[float]] | None = None,
     max_nfev: int = SAT_MAX_NFEV,
+    polish_nfev: int = POLISH_MAX_NFEV,
 ) -> Fit:
     """y = c − a·x^(−b) on log residuals, several starts, bounds; see the module text.
 
-    Refits warm-started from a previous optimum (bootstrap, leave-one-out) pass that
-    optimum as the only start and may cap ``max_nfev`` lower.
+    ``starts`` replaces the grid (``refit_saturating`` passes a previous optimum);
+    ``polish_nfev`` caps the continuation of the best unfinished start (0: none).
 
     Needs n ≥ 5 (4 criterion parameters plus one residual degree of freedom).
     """
@@ -233,7 +239,7 @@ def fit_saturating(
 
     starts = starts if starts is not None else _sat_starts(x, y)
     settings["n_starts"] = len(starts)
-    best = None
+    best = unfinished = None
     for s in starts:
         s = np.clip(np.asarray(s, float), lo, hi)
         try:
@@ -251,6 +257,24 @@ def fit_saturating(
             continue
         if res.success and (best is None or res.cost < best.cost):
             best = res
+        elif not res.success and (unfinished is None or res.cost < unfinished.cost):
+            unfinished = res
+    if best is None and unfinished is not None and polish_nfev > max_nfev:
+        try:
+            res = least_squares(
+                resid,
+                unfinished.x,
+                jac=jac,
+                bounds=(lo, hi),
+                loss="huber" if huber else "linear",
+                f_scale=huber_delta,
+                max_nfev=polish_nfev,
+                x_scale="jac",
+            )
+        except ValueError:
+            res = None
+        settings["polished"] = True
+        best = res if res is not None and res.success else None
     if best is None:
         return Fit("saturating", nan_p, x.size, False, "no start converged", settings=settings)
     a, b, c = (float(v) for v in best.x)
@@ -275,6 +299,32 @@ def fit_saturating(
     return _info(fit, resid(best.x), ly, 3)
 
 
+def refit_saturating(
+    x: np.ndarray,
+    y: np.ndarray,
+    warm: list[list[float]] | None,
+    huber: bool = False,
+    huber_delta: float = 0.1,
+    cold: bool = True,
+) -> Fit:
+    """A refit on a subset of the runs (bootstrap resample, leave-one-out fold): the warm
+    start (``WARM_MAX_NFEV`` evaluations, then polished), and when that fails the
+    cold-start grid of ``fit_saturating`` (``cold=True``). ``settings["start"]`` says
+    which one gave the result: "warm", "cold fallback" or "failed"."""
+    fit = None
+    if warm:
+        fit = fit_saturating(x, y, huber, huber_delta, warm, WARM_MAX_NFEV)
+        if fit.converged:
+            fit.settings["start"] = "warm"
+            return fit
+    if cold or fit is None:
+        fit = fit_saturating(x, y, huber, huber_delta)
+        fit.settings["start"] = "cold fallback" if fit.converged else "failed"
+        return fit
+    fit.settings["start"] = "failed"
+    return fit
+
+
 def choose(fits: list[Fit]) -> tuple[Fit | None, dict]:
     """Pick the converged fit with the lowest criterion (AICc if n/k < 40, else AIC)."""
     ok = [f for f in fits if f.converged and math.isfinite(f.ic)]
@@ -282,7 +332,7 @@ def choose(fits: list[Fit]) -> tuple[Fit | None, dict]:
         return None, {"criterion": None, "reason": "no form converged"}
     best = min(ok, key=lambda f: f.ic)
     crit = "AICc" if best.n / best.k < 40 else "AIC"
-    delta = {f.form: _num(f.ic - best.ic) for f in ok}
+    delta = {f.form: finite_or_none(f.ic - best.ic) for f in ok}
     return best, {"criterion": crit, "delta": delta, "reason": f"lowest {crit}"}
 
 
@@ -323,6 +373,7 @@ def fit_joint(
     huber_delta: float = JOINT_HUBER_DELTA,
     min_runs: int = 8,
     max_nfev: int = JOINT_MAX_NFEV,
+    polish_nfev: int = POLISH_MAX_NFEV,
 ) -> Fit:
     """L(N, D) = E + A/N^α + B/D^β (Hoffmann et al. 2022, approach 3); see the module text.
 
@@ -347,21 +398,31 @@ def fit_joint(
     hi = [float(loss.max()), 200.0, 200.0, JOINT_EXP_BOUNDS[1], JOINT_EXP_BOUNDS[1]]
     starts = starts if starts is not None else _joint_starts(ln, ld, ll)
     settings["n_starts"] = len(starts)
-    best = None
-    for s in starts:
-        s = np.clip(np.asarray(s, float), np.array(lo) + 1e-9, np.array(hi) - 1e-9)
-        res = least_squares(
+
+    def solve(t0: np.ndarray, nfev: int):
+        return least_squares(
             lambda t: _joint_model(t, ln, ld) - ll,
-            s,
+            t0,
             jac=lambda t: _joint_jac(t, ln, ld),
             bounds=(lo, hi),
             loss="huber" if huber else "linear",
             f_scale=huber_delta,
-            max_nfev=max_nfev,
+            max_nfev=nfev,
             x_scale="jac",
         )
+
+    best = unfinished = None
+    for s in starts:
+        s = np.clip(np.asarray(s, float), np.array(lo) + 1e-9, np.array(hi) - 1e-9)
+        res = solve(s, max_nfev)
         if res.success and (best is None or res.cost < best.cost):
             best = res
+        elif not res.success and (unfinished is None or res.cost < unfinished.cost):
+            unfinished = res
+    if best is None and unfinished is not None and polish_nfev > max_nfev:
+        res = solve(unfinished.x, polish_nfev)
+        settings["polished"] = True
+        best = res if res.success else None
     if best is None:
         return Fit("joint", nan_p, n.size, False, "no start converged", settings=settings)
     big_e, a, b, al, be = (float(v) for v in best.x)

@@ -12,8 +12,13 @@ atomically. Choices (each recorded under ``settings`` in the output):
   The joint L(N, D) law and the allocation refit 5 parameters per resample and use
   ``n_resamples_joint`` (default 300) to keep ``audioscale fit`` within seconds.
   Warm-started refits (saturating bootstrap and leave-one-out, joint bootstrap) start
-  from the full-data optimum with at most 50 evaluations; resamples that need more are
-  counted in ``n_failed`` rather than guessed.
+  from the full-data optimum with at most 50 evaluations, continued up to 300 when
+  unfinished; saturating leave-one-out refits that still fail fall back to the
+  cold-start grid (``powerlaw.refit_saturating``; too slow for 1,000 resamples, so the
+  bootstrap does not). What fails after that is counted (``n_failed``,
+  ``failed_fraction``), never guessed, and above 20 % failed resamples (or folds) the
+  interval (or the leave-one-out error) is refused with its reason
+  (``bootstrap.MAX_FAILED_FRACTION``).
 - score vs RankMe: power law and saturating form (``scaling.powerlaw``), chosen by
   AICc when n/k < 40, else AIC. Residual flags: |z| > ``residual_z`` (default 2) where
   z = log-residual of the log-log power law / its standard deviation (ddof = 2).
@@ -43,7 +48,9 @@ import numpy as np
 
 from audioscale.errors import DataError
 from audioscale.scaling.allocation import allocate
+from audioscale.scaling.axes import axis_residuals, leave_one_axis_out
 from audioscale.scaling.bootstrap import (
+    MAX_FAILED_FRACTION,
     METHOD,
     bootstrap,
     percentile_ci,
@@ -51,18 +58,20 @@ from audioscale.scaling.bootstrap import (
     summarise,
 )
 from audioscale.scaling.correlation import correlations, partial_spearman, spearman_ci
+from audioscale.scaling.learning import compute_buys_quality, versus_baselines
+from audioscale.scaling.learning import sentences as learning_sentences
 from audioscale.scaling.powerlaw import (
-    SAT_MAX_NFEV,
-    WARM_MAX_NFEV,
     Fit,
     choose,
     fit_joint,
     fit_power,
     fit_saturating,
     power_ols_batch,
+    refit_saturating,
 )
 from audioscale.scaling.validate import fit_small_predict_large, leave_one_out
-from audioscale.utils import atomic_save_json
+from audioscale.scaling.verify import verification_for
+from audioscale.utils import atomic_save_json, float_or_nan
 
 FITS_VERSION = 1
 METRICS = {  # label-free metric → direction (+1: higher should mean a better score)
@@ -89,7 +98,7 @@ class FitSettings:
     huber_delta: float = 0.1  # in log units, for the single-variable fits
     compute_cut: float | None = None  # None: median train_flops of the trained runs
     budget_flops: float | None = None  # None: budget_factor × the largest run's FLOPs
-    budget_factor: float = 10.0
+    budget_factor: float = 3.0  # allocate 3x the largest run: a near, checkable extrapolation
     residual_z: float = 2.0
     band_points: int = 60
 
@@ -97,17 +106,9 @@ class FitSettings:
 # --------------------------------------------------------------------------- helpers
 
 
-def _f(v: object) -> float:
-    try:
-        x = float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-    return x
-
-
 def col(rows: list[dict], key: str) -> np.ndarray:
     """Column ``key`` as floats; None / missing / non-numeric become NaN."""
-    return np.array([_f(r.get(key)) for r in rows], dtype=float)
+    return np.array([float_or_nan(r.get(key)) for r in rows], dtype=float)
 
 
 def is_trained(row: dict) -> bool:
@@ -206,8 +207,9 @@ def _sat_params(f: Fit, with_r2: bool = False) -> list[float]:
 def _fitter(form: str, s: FitSettings, starts: list[list[float]] | None = None):
     if form == "power":
         return lambda x, y: fit_power(x, y, s.huber, s.huber_delta)
-    cap = WARM_MAX_NFEV if starts else SAT_MAX_NFEV
-    return lambda x, y: fit_saturating(x, y, s.huber, s.huber_delta, starts, cap)
+    if starts:
+        return lambda x, y: refit_saturating(x, y, starts, s.huber, s.huber_delta)
+    return lambda x, y: fit_saturating(x, y, s.huber, s.huber_delta)
 
 
 def _validation(
@@ -237,7 +239,7 @@ def _band(form: str, samples: np.ndarray, grid: np.ndarray, level: float) -> dic
         a, b, c = samples[:, :1], samples[:, 1:2], samples[:, 2:3]
         pred = c - a * grid[None, :] ** (-b)
     ok = np.all(np.isfinite(pred), axis=1)
-    if ok.sum() < max(2, samples.shape[0] / 2):
+    if ok.sum() < 2 or 1 - ok.mean() > MAX_FAILED_FRACTION:
         return {}
     alpha = (1 - level) / 2
     lo, hi = np.quantile(pred[ok], [alpha, 1 - alpha], axis=0)
@@ -263,7 +265,7 @@ def score_vs_rankme(rows: list[dict], s: FitSettings, x_extra: np.ndarray) -> di
         warm = [_sat_params(sat)]
         sat_samples = bootstrap(
             lambda i: _sat_params(
-                fit_saturating(x[i], y[i], s.huber, s.huber_delta, warm, WARM_MAX_NFEV), True
+                refit_saturating(x[i], y[i], warm, s.huber, s.huber_delta, cold=False), True
             ),
             x.size,
             s.n_resamples,
@@ -313,10 +315,10 @@ def residual_flags(rows: list[dict], ok: np.ndarray, fit: Fit, zcut: float) -> d
                     "run_id": str(r.get("run_id") or r.get("name")),
                     "z": float(zi),
                     "log_residual": float(ri),
-                    "rankme": _f(r.get("rankme")),
-                    "suite": _f(r.get("suite")),
-                    "epochs": _f(r.get("epochs")),
-                    "params_nonembed": _f(r.get("params_nonembed")),
+                    "rankme": float_or_nan(r.get("rankme")),
+                    "suite": float_or_nan(r.get("suite")),
+                    "epochs": float_or_nan(r.get("epochs")),
+                    "params_nonembed": float_or_nan(r.get("params_nonembed")),
                 }
             )
     return {
@@ -421,10 +423,11 @@ def nominal_fraction(frac: float) -> float:
 def early_training(rows: list[dict], ckpt_rows: list[dict], s: FitSettings) -> dict:
     """Spearman between RankMe at each checkpoint fraction (``nominal_fraction``) and the
     final suite score."""
-    final = {str(r.get("run_id")): _f(r.get("suite")) for r in rows}
+    final = {str(r.get("run_id")): float_or_nan(r.get("suite")) for r in rows}
     by_frac: dict[float, dict[str, float]] = {}
     for c in ckpt_rows:
-        rid, frac, rm = str(c.get("run_id")), _f(c.get("fraction")), _f(c.get("rankme"))
+        rid = str(c.get("run_id"))
+        frac, rm = float_or_nan(c.get("fraction")), float_or_nan(c.get("rankme"))
         if rid in final and math.isfinite(frac) and math.isfinite(rm):
             by_frac.setdefault(nominal_fraction(frac), {})[rid] = rm
     points = []
@@ -555,6 +558,9 @@ def verdict(fits: dict) -> str:
             f"off the log-log fit: {ids}."
         )
     parts += _baseline_sentences(fits)
+    if "learning" in fits:
+        parts += learning_sentences(fits["learning"], fits.get("verification"))
+    parts += _axes_sentences(fits.get("axes", {}).get("leave_one_axis_out", {}))
     fspl = (svr.get("validation", {}).get(svr.get("chosen_form") or "", {}) or {}).get(
         "fit_small_predict_large", {}
     )
@@ -565,6 +571,25 @@ def verdict(fits: dict) -> str:
             "(suite units)."
         )
     return " ".join(parts)
+
+
+def _axes_sentences(loao: dict) -> list[str]:
+    """Leave-one-axis-out in words: which axes the RankMe law absorbs, which break it."""
+    tested = {a: r for a, r in loao.get("axes", {}).items() if r.get("verdict") != "not tested"}
+    if not tested:
+        return []
+    absorbed = [f"{a} ({r['mae']:.3f})" for a, r in tested.items() if r["verdict"].endswith("axis")]
+    broke = [f"{a} ({r['mae']:.3f})" for a, r in tested.items() if r["verdict"].endswith("it")]
+    out = []
+    tol = loao.get("tolerance", 0.02)
+    if absorbed:
+        out.append(
+            f"Leaving one axis out, the law absorbs {', '.join(absorbed)}: fitted without "
+            f"the runs that vary it, it predicts them within {tol:g} suite points (MAE)."
+        )
+    if broke:
+        out.append(f"These axes break it (MAE above {tol:g}): {', '.join(broke)}.")
+    return out
 
 
 def _regime_sentences(conf: dict) -> list[str]:
@@ -642,14 +667,25 @@ def headline(fits: dict) -> dict:
             b = {"value": pc["value"], "ci": pc["ci"]}
     sp = svr["correlations"].get("spearman", {})
     fspl = (svr.get("validation", {}).get(form or "", {}) or {}).get("fit_small_predict_large", {})
-    return {
+    vb = (fits.get("learning") or {}).get("baselines", {})
+    ver = fits.get("verification") or {}
+    out = {
         "n_runs": fits["data"]["n_trained"],
         "spearman_rankme_suite": {"value": sp.get("value"), "ci": sp.get("ci")},
         "exponent_b": b,
         "chosen_form": form,
         "fit_small_predict_large_mae": fspl.get("mae"),
-        "verdict": fits["verdict"],
+        "best_trained_suite": (vb.get("best_trained") or {}).get("suite"),
+        "margin_over_random_init": vb.get("margin_over_random_init"),
+        "margin_over_logmel": vb.get("margin_over_logmel"),
+        "verification": ver.get("outcome") or ver.get("note"),
     }
+    if ver.get("run"):
+        pred = ver.get("predicted", {})
+        out["verification_predicted"] = {"value": pred.get("suite"), "ci": pred.get("interval")}
+        out["verification_measured"] = (ver.get("measured") or {}).get("suite")
+    out["verdict"] = fits["verdict"]
+    return out
 
 
 # --------------------------------------------------------------------------- entry points
@@ -662,7 +698,8 @@ def fit_results(
     s = settings or FitSettings()
     ckpt_rows = ckpt_rows or []
     trained = [r for r in rows if is_trained(r)]
-    others = [r for r in rows if not is_trained(r)]
+    verify_rows = [r for r in rows if r.get("kind") == "verify"]
+    others = [r for r in rows if not is_trained(r) and r.get("kind") != "verify"]
     n_col = _first_column(trained, ("params_nonembed", "params"))
     d_col = _first_column(trained, ("examples_seen", "hours_seen"))
     fits: dict = {
@@ -681,8 +718,8 @@ def fit_results(
             {
                 "run_id": i,
                 "kind": r.get("kind"),
-                "rankme": _f(r.get("rankme")),
-                "suite": _f(r.get("suite")),
+                "rankme": float_or_nan(r.get("rankme")),
+                "suite": float_or_nan(r.get("suite")),
             }
             for i, r in zip(_ids(others), others, strict=True)
         ],
@@ -697,6 +734,17 @@ def fit_results(
     fits["model_selection"] = model_selection(trained)
     fits["confounds"] = confounds(trained, s, n_col)
     fits["confounds"]["flagged"] = fits["score_vs_rankme"]["residuals"].get("flagged", [])
+    fits["axes"] = {
+        "leave_one_axis_out": leave_one_axis_out(trained, n_resamples=s.n_resamples, seed=s.seed),
+        "residuals": axis_residuals(trained),
+    }
+    fits["learning"] = {
+        "baselines": versus_baselines(trained, others),
+        "compute": compute_buys_quality(trained),
+    }
+    fits["verification"] = verification_for(
+        trained, verify_rows, clean(fits["joint"]), s.seed, s.n_resamples_joint
+    )
     fits = clean(fits)
     fits["verdict"] = verdict(fits)
     fits["headline"] = headline(fits)

@@ -2,8 +2,12 @@
 
 Errors are in the target's own units: absolute error |ŷ − y| per run, summarised by
 the mean absolute error (MAE), plus the mean absolute relative error |ŷ − y| / |y|.
-A fold whose fit fails is recorded with ``pred = None`` and left out of the means
-(and counted in ``n_failed``), never replaced by a guess.
+A fold whose fit fails is recorded with ``pred = None``, never replaced by a guess, and
+reported: ``n_failed``, ``failed_fraction`` and ``failed_runs``. The mean over the folds
+that did fit is a selection, so above ``bootstrap.MAX_FAILED_FRACTION`` (20 %) of
+failed folds no error is reported (``mae`` None, ``mae_status`` "refused",
+``mae_reason``). Fitters that warm-start (``powerlaw.refit_saturating``) fall back to a
+cold-start grid; ``n_cold_fallback`` counts the folds that needed it.
 
 - Leave-one-out: for each run i, fit on the other n − 1 runs and predict run i.
 - Fit-small-predict-large: runs whose compute (``train_flops`` by default) is at or
@@ -18,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from audioscale.scaling.bootstrap import MAX_FAILED_FRACTION
 from audioscale.scaling.powerlaw import Fit
 
 Fitter = Callable[..., Fit]
@@ -35,14 +40,27 @@ def _errors(run_ids: Sequence[str], y: np.ndarray, preds: list[float | None]) ->
         if yt != 0:
             rel_err.append(e / abs(float(yt)))
         per_run.append({"run_id": rid, "actual": float(yt), "pred": float(p), "abs_error": e})
-    return {
+    n_failed = len(per_run) - len(abs_err)
+    frac = n_failed / len(per_run) if per_run else 0.0
+    out = {
         "mae": float(np.mean(abs_err)) if abs_err else None,
         "mean_rel_error": float(np.mean(rel_err)) if rel_err else None,
         "max_abs_error": float(np.max(abs_err)) if abs_err else None,
         "n_predicted": len(abs_err),
-        "n_failed": len(per_run) - len(abs_err),
+        "n_failed": n_failed,
+        "failed_fraction": frac,
+        "failed_runs": [r["run_id"] for r in per_run if r["pred"] is None],
+        "max_failed_fraction": MAX_FAILED_FRACTION,
+        "mae_status": "ok",
         "per_run": per_run,
     }
+    if not abs_err or frac > MAX_FAILED_FRACTION:
+        out.update(mae=None, mean_rel_error=None, max_abs_error=None, mae_status="refused")
+        out["mae_reason"] = (
+            f"{n_failed} of {len(per_run)} folds failed ({frac:.0%}, above "
+            f"{MAX_FAILED_FRACTION:.0%})"
+        )
+    return out
 
 
 def _predict_one(fit: Fit, xs: Sequence[np.ndarray], i: int | np.ndarray) -> np.ndarray | None:
@@ -61,14 +79,17 @@ def leave_one_out(
     if n < 4:
         return {"method": "leave-one-out", "note": f"n={n} runs, need at least 4", "mae": None}
     preds: list[float | None] = []
+    cold = 0
     for i in range(n):
         keep = np.arange(n) != i
         fit = fitter(*(x[keep] for x in xs), y[keep])
+        cold += fit.settings.get("start") == "cold fallback"
         p = _predict_one(fit, xs, np.array([i]))
         preds.append(None if p is None else float(p[0]))
     out = _errors(run_ids, y, preds)
     out["method"] = "leave-one-out"
     out["n"] = n
+    out["n_cold_fallback"] = int(cold)
     return out
 
 

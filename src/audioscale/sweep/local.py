@@ -2,14 +2,14 @@
 
 Choices:
 - Workers are spawned (not forked) once and reused: importing torch and the stages
-  costs seconds per process (ENVIRONMENT.md machines: 2-10 s under load), too much to pay
+  costs seconds per process (2-10 s on a loaded 2-core machine), too much to pay
   per run. A worker that dies (segfault, OOM kill) fails its run with the exit signal as
   the reason and is replaced by a fresh one; the sweep goes on.
 - Workers are created from the parent's main thread and ask Linux to SIGKILL them when
   the parent dies (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the sweep leaves no orphan
   writing into a run folder that the restarted sweep is about to resume.
 - Each worker sets its torch threads (one by default on CPU: two one-thread workers beat
-  one two-thread worker, see ENVIRONMENT.md); on a GPU machine worker slot i sees GPU
+  one two-thread worker, bench/RESULTS.md); on a GPU machine worker slot i sees GPU
   ``i % n_gpus`` only (``CUDA_VISIBLE_DEVICES``).
 - Only the parent writes the store: a worker writes ``result.json`` (or ``error.json``)
   in the run folder and sends a one-word message; the parent records what it finds. A

@@ -8,6 +8,8 @@ RUN_DIR/done.json                       pretraining finished (written by the tra
 RUN_DIR/eval/spectral/<checkpoint>.json RankMe & co. on the study pool at that checkpoint
 RUN_DIR/eval/spectral_train.json        the same on crops of the run's own training data
 RUN_DIR/eval/spectral_heldout.json      ... and on crops of its pool's heldout split
+RUN_DIR/eval/heldout_ref.json           held-out loss at the reference mask and clip length
+RUN_DIR/eval/spectral_gap.json          train slice vs eval pool RankMe at equal N
 RUN_DIR/eval/probes.json                probe scores of the final checkpoint
 RUN_DIR/result.json                     everything above, the record the store takes
 RUN_DIR/error.json / error.log          the one-line reason and traceback of a failure
@@ -26,13 +28,29 @@ Choices (what is measured and how):
   audio; ``rankme_heldout``: the same on crops of its pool's heldout split (never
   trained on). Both use the same N (at most the eval pool's N; fewer when the run's
   data or the heldout split hold fewer crops) and the same crop length (the eval
-  pool's median clip: pool files can be 20-30 s long). ``rankme_gap = rankme_train -
-  rankme`` (the results contract) also contains the shift between pool audio and task
-  clips; ``rankme_gap_heldout = rankme_train - rankme_heldout`` isolates train vs
-  unseen audio of one distribution: the cleaner repetition / memorisation signal.
+  pool's median clip: pool files can be 20-30 s long). ``rankme_gap`` (the results
+  contract) compares the train slice with the eval pool at equal N: RankMe grows with N
+  (for one fixed Gaussian, about 25 / 29 / 33 / 34 at N = 90 / 120 / 250 / 1,024), and a
+  run's train slice can hold fewer crops than the pool has clips, so the larger of the
+  two embedding matrices is subsampled (seeded: the first N of a permutation, kept in
+  order) to the smaller N before both are measured (stage ``eval/spectral_gap.json``;
+  ``rankme_gap_N`` is that N, ``rankme_gap_pool`` / ``rankme_gap_train`` the two
+  values; at frame level N counts frames, and both sides get the same number of clips).
+  It still contains the shift between pool audio and task clips; ``rankme_gap_heldout =
+  rankme_train - rankme_heldout`` isolates train vs unseen audio of one distribution
+  (two slices of one N by construction): the cleaner repetition / memorisation signal.
 - ``pool_overlap``: whether any eval-pool file is also a pretraining file of the run
   (compared by resolved path; zip members by archive path + member). Computed, not
   assumed: it is false for the default pool only because the split is disjoint.
+- ``heldout_loss`` (the column fits use) is the masked-patch loss of the final
+  checkpoint on the trainer's held-out clips, scored at ONE reference mask ratio
+  (``REF_MASK_RATIO`` = 0.75, the MAE default) and ONE reference clip length
+  (``REF_CLIP_SECONDS`` = 2 s, cut to the patch width, capped at the model's longest
+  input), with the trainer's fixed mask seeds: the same weights score differently at
+  another mask ratio (one checkpoint: 0.391 / 0.384 / 0.412 at 0.5 / 0.75 / 0.9), so a
+  run's own ratio would confound a law fitted across runs. ``heldout_loss_own`` is the
+  trainer's done.json value, at the run's own mask ratio and clip length (what it
+  optimised); ``heldout_mask_ratio`` and ``heldout_clip_frames`` name the reference.
 - Epochs, tokens and hours seen come from the trainer's done.json.
 """
 
@@ -49,11 +67,15 @@ from typing import Any
 
 import numpy as np
 
+from audioscale.audio.frames import frames_for_seconds
 from audioscale.config import RunConfig, config_hash
 from audioscale.errors import AudioscaleError, ConfigError
-from audioscale.utils import atomic_save_json
+from audioscale.sweep.spec import TRAINED_KINDS
+from audioscale.utils import atomic_save_json, finite_or_none
 
 FINAL = "final"
+REF_MASK_RATIO = 0.75
+REF_CLIP_SECONDS = 2.0
 TRAIN_SLICE = "train-slice"
 HELDOUT_SLICE = "heldout-slice"
 
@@ -229,16 +251,12 @@ def spectral_row(z: np.ndarray, ctx: EvalContext, pool: str, **extra: Any) -> di
         "k": int(res.k),
         "route": res.route,
         "rankme": float(res.rankme),
-        "alpha_req": _f(res.alpha_req),
-        "nesum": _f(res.nesum),
-        "stable_rank": _f(res.stable_rank),
-        "participation_ratio": _f(res.participation_ratio),
+        "alpha_req": finite_or_none(res.alpha_req),
+        "nesum": finite_or_none(res.nesum),
+        "stable_rank": finite_or_none(res.stable_rank),
+        "participation_ratio": finite_or_none(res.participation_ratio),
         **extra,
     }
-
-
-def _f(x: Any) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
 
 
 def pool_matrix(encoder: Any, ctx: EvalContext, tasks: dict | None = None) -> np.ndarray:
@@ -283,10 +301,10 @@ def probe_rows(name: str, tasks: dict[str, tuple[Any, Any]], ctx: EvalContext):
         for proto, r in by_proto.items():
             rows.append({
                 "task": task_name, "protocol": proto, "metric": r.get("metric"),
-                "score": _f(r.get("score")), "n_test": r.get("n_test"),
+                "score": finite_or_none(r.get("score")), "n_test": r.get("n_test"),
                 "domain": res.domains_of.get(task_name), "settings": r.get("settings", {}),
             })  # fmt: skip
-    flat = {k: _f(v) for k, v in res.flat().items() if not k.startswith("task.")}
+    flat = {k: finite_or_none(v) for k, v in res.flat().items() if not k.startswith("task.")}
     return rows, flat
 
 
@@ -309,13 +327,15 @@ def _stage(path: Path, fn, *args: Any) -> Any:
 
 
 def checkpoints(run_dir: Path) -> list[dict]:
-    """Stored checkpoints (name, step, fraction, loss), by step, the final one last."""
+    """Stored checkpoints (name, step, fraction, loss = the sidecar's ``loss_window``,
+    heldout_loss), by step, the final one last."""
     from audioscale.train.checkpoint import list_checkpoints, read_sidecar
 
     out = []
     for step, fraction, path in list_checkpoints(run_dir):
         meta = read_sidecar(path)
-        loss, held = meta.get("loss"), meta.get("heldout_loss")
+        # the windowed mean (folders written before loss_window had a one-column "loss")
+        loss, held = meta.get("loss_window", meta.get("loss")), meta.get("heldout_loss")
         out.append({"name": path.stem, "step": step, "fraction": fraction, "loss": loss,
                     "heldout_loss": held})  # fmt: skip
     return out
@@ -347,7 +367,7 @@ def streamed_row(encoder: Any, rows: list[dict], ctx: EvalContext, pool: str) ->
     return {
         "pool": pool, "level": "frame", "layer": ctx.layer, "centred": ctx.centred,
         "n": int(m["n"]), "k": int(m["k"]), "route": m["route"],
-        **{k: _f(m.get(k)) for k in keys},
+        **{k: finite_or_none(m.get(k)) for k in keys},
     }  # fmt: skip
 
 
@@ -399,11 +419,22 @@ def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress:
         walls.append(pr["wall_s"])
         probes, suite = pr["value"]
     info = trained_info(cfg, done, card, rows, ctx) | suite
+    ref = _stage(run_dir / "eval" / "heldout_ref.json", reference_heldout_loss, run_dir, ctx)
+    walls.append(ref["wall_s"])
+    info |= ref["value"]
     tr, held = sl[TRAIN_SLICE], sl[HELDOUT_SLICE]
     info |= {"rankme_train": tr.get("rankme"), "rankme_train_N": tr.get("n"),
              "rankme_heldout": held.get("rankme")}  # fmt: skip
     if tr and held:
         info["rankme_gap_heldout"] = tr["rankme"] - held["rankme"]
+    if tr:
+        marker = run_dir / "eval" / "spectral_gap.json"
+        if tasks is None and ctx.task_dirs and ctx.level == "clip" and not marker.is_file():
+            tasks = task_embeddings(RunEncoder(run_dir, checkpoint=FINAL), ctx)
+        n_clips = final["n"] if ctx.level == "clip" else len(ctx.pool_rows)
+        gap = _stage(marker, gap_metrics, run_dir, cfg, n_clips, ctx, tasks)
+        walls.append(gap["wall_s"])
+        info |= gap["value"] or {}
     info["wall_s"] = float(sum(walls))
     return {
         "run_id": None,
@@ -426,6 +457,93 @@ def slice_metrics(run_dir: Path, cfg: RunConfig, n_cap: int, ctx: EvalContext, w
     if ctx.level == "frame":
         return streamed_row(encoder, rows, ctx, which)
     return spectral_row(extract_rows(encoder, rows, ctx, ctx.level).emb, ctx, which)
+
+
+def reference_frames(model: Any, fe: Any, seconds: float = REF_CLIP_SECONDS) -> int:
+    """Mel frames of the reference clip for ``model`` (an MAE) and frontend ``fe``:
+    ``seconds`` as the trainer counts them (``1 + samples // hop``), cut to the patch
+    width, capped at the longest input the model takes."""
+    w = model.geom.patch_w
+    frames = frames_for_seconds(seconds, fe)
+    return max(w, (min(frames, model.encoder.max_frames) // w) * w)
+
+
+def reference_heldout_loss(run_dir: Path, ctx: EvalContext) -> dict:
+    """Masked-patch loss of the final checkpoint on the trainer's held-out files, at
+    ``REF_MASK_RATIO`` and ``reference_frames`` (fp32, CPU generators seeded as the
+    trainer seeds them): comparable across runs of any mask ratio and clip length."""
+    import torch
+
+    from audioscale.data.corpus import fixed_clips
+    from audioscale.data.featcache import FeatureCache
+    from audioscale.train.checkpoint import load_mae
+    from audioscale.train.trainer import EVAL_BATCH, EVAL_MASK_SEED, HELDOUT_CLIPS, select_rows
+    from audioscale.utils import resolve_device
+
+    device = torch.device(resolve_device(ctx.device))
+    model, cfg = load_mae(run_dir, FINAL, device)
+    fe = cfg.frontend
+    frames = reference_frames(model, fe)
+    out = {"heldout_loss": None, "heldout_mask_ratio": REF_MASK_RATIO,
+           "heldout_clip_frames": frames,
+           "heldout_clip_seconds": frames * fe.hop_length / fe.sample_rate}  # fmt: skip
+    _, held = select_rows(cfg)
+    if not held:
+        return out
+    cache = FeatureCache.build(held, cfg.frontend, cfg.data.cache_dir, progress=False)
+    if cache.n_items == 0:
+        return out
+    clips = fixed_clips(cache, frames, HELDOUT_CLIPS)
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(clips), EVAL_BATCH):
+            g = torch.Generator().manual_seed(EVAL_MASK_SEED + i)
+            x = clips[i : i + EVAL_BATCH].to(device)
+            total += float(model(x, mask_ratio=REF_MASK_RATIO, generator=g).loss) * len(x)
+    out["heldout_loss"] = total / len(clips)
+    out["heldout_clips"] = len(clips)
+    return out
+
+
+def subsample_rows(z: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """The first ``n`` rows of a seeded permutation, kept in their original order (nested
+    in ``n``); all of ``z`` when it has at most ``n`` rows."""
+    if len(z) <= n:
+        return z
+    keep = np.sort(np.random.default_rng(seed).permutation(len(z))[:n])
+    return z[keep]
+
+
+def gap_metrics(run_dir: Path, cfg: RunConfig, n_cap: int, ctx: EvalContext, tasks):
+    """``rankme_gap`` at equal N: RankMe of the train slice and of the eval pool, the
+    larger side subsampled (``subsample_rows``, seed ``ctx.seed``) to the smaller N.
+    Frame level: the same number of clips on both sides (N counts frames). None when the
+    train slice is empty."""
+    from audioscale.embed.ours import RunEncoder
+
+    rows = slices(cfg, ctx, n_cap)[TRAIN_SLICE]
+    if not rows:
+        return None
+    encoder = RunEncoder(run_dir, checkpoint=FINAL)
+    if ctx.level == "frame":
+        k = min(len(rows), len(ctx.pool_rows))
+        tr = streamed_row(encoder, _sample(rows, k, ctx.seed), ctx, TRAIN_SLICE)
+        po = streamed_row(encoder, _sample(ctx.pool_rows, k, ctx.seed), ctx, ctx.pool_name)
+        n_used, clips = None, k
+    else:
+        zt = extract_rows(encoder, rows, ctx, "clip").emb
+        zp = pool_matrix(encoder, ctx, tasks)
+        n_used = clips = min(len(zt), len(zp))
+        tr = spectral_row(subsample_rows(zt, n_used, ctx.seed), ctx, TRAIN_SLICE)
+        po = spectral_row(subsample_rows(zp, n_used, ctx.seed), ctx, ctx.pool_name)
+    return {
+        "rankme_gap": tr["rankme"] - po["rankme"],
+        "rankme_gap_N": tr["n"] if n_used is None else n_used,
+        "rankme_gap_N_pool": po["n"],
+        "rankme_gap_clips": clips,
+        "rankme_gap_train": tr["rankme"],
+        "rankme_gap_pool": po["rankme"],
+    }
 
 
 def trained_info(cfg: RunConfig, done: dict, card: dict, rows: list[dict], ctx: EvalContext):
@@ -451,7 +569,7 @@ def trained_info(cfg: RunConfig, done: dict, card: dict, rows: list[dict], ctx: 
         "data_files": len(rows),
         "epochs": done.get("epochs"),
         "final_loss": done.get("final_loss"),
-        "heldout_loss": done.get("heldout_loss"),
+        "heldout_loss_own": done.get("heldout_loss"),  # the run's own mask and clip length
         "pool_overlap": pool_overlap(ctx.pool_rows, rows),
     }
     return info | context_info(ctx)
@@ -494,10 +612,15 @@ def execute_baseline(job: Any, run_dir: str | Path, ctx: EvalContext) -> dict:
         info |= encoder_params(cfg) | {"steps": 0, "examples_seen": 0, "hours_seen": 0.0,
                                        "train_flops": 0.0, "epochs": 0.0}  # fmt: skip
     else:
-        from audioscale.embed.baselines import LogMelStats
+        from audioscale.embed.baselines import LogMelStats, reference_rows
 
-        encoder = LogMelStats(cfg.frontend)
-        info = {"family": "logmel-stats", "preset": None, "params": 0, "params_nonembed": 0}
+        ref = reference_rows(cfg.data.pool, slice_seconds(ctx.pool_rows, 4.0), ctx.seed)
+        encoder = LogMelStats.standardised_on(
+            ref, cfg.frontend, name="pool train split", cache_dir=ctx.cache_dir,
+            batch_size=ctx.batch_size, device=ctx.device,
+        )  # fmt: skip
+        info = {"family": "logmel-stats", "preset": None, "params": 0, "params_nonembed": 0,
+                "standardised_on": f"{len(ref)} crops of the pool's train split"}  # fmt: skip
     tasks = task_embeddings(encoder, ctx) if ctx.task_dirs else None
     row = measure_encoder(encoder, ctx, tasks) | {
         "checkpoint": FINAL, "step": 0, "fraction": 1.0, "is_final": True, "loss": None,
@@ -526,13 +649,28 @@ def one_line(e: BaseException) -> str:
     return " ".join(msg.split())[:500]
 
 
+# 2: equal-N RankMe gap, held-out loss at the reference mask, standardised log-mel baseline
+EVAL_VERSION = 2
+
+
 def eval_key(ctx: EvalContext) -> str:
     """What a run's evaluation depends on besides its weights: the pool (its name hashes its
     file list), the RankMe options and the probe setup. A run evaluated under another key
-    (the pool's manifest or the task folders changed since) is stale and is evaluated again."""
+    (the pool's manifest or the task folders changed since) is stale and is evaluated again.
+
+    This is the study-level half of a run's identity: ``RunConfig.run_hash`` leaves every
+    ``eval.*`` key out, and each one reaches this key: ``tasks`` (folders, and their clips
+    through the pool name), ``rankme_pool``, ``rankme_samples`` and ``rankme_seed`` (the
+    pool's file list), ``rankme_level / layer / centred``, ``rankme_seed`` (again) and
+    ``protocols``; so do the study's ``eval_pool / eval_split / eval_include_tasks``. A
+    change re-evaluates finished runs from their checkpoints and never retrains them.
+    Execution settings of the evaluation (cache folder, device, batch size) are not in it.
+    ``EVAL_VERSION`` is in it too: bump it when the evaluation code changes what it
+    measures, so that finished studies are re-evaluated (never retrained)."""
     return config_hash(
-        {"pool": ctx.pool_name, "level": ctx.level, "layer": ctx.layer, "centred": ctx.centred,
-         "seed": ctx.seed, "tasks": list(ctx.task_dirs), "protocols": list(ctx.protocols)},
+        {"version": EVAL_VERSION, "pool": ctx.pool_name, "level": ctx.level,
+         "layer": ctx.layer, "centred": ctx.centred, "seed": ctx.seed,
+         "tasks": list(ctx.task_dirs), "protocols": list(ctx.protocols)},
         16,
     )  # fmt: skip
 
@@ -576,10 +714,10 @@ def run_job(job: Any, run_dir: str | Path, ctx: EvalContext, progress: bool = Fa
         shutil.rmtree(run_dir / "eval", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "error.json").unlink(missing_ok=True)
-    if job.kind == "trained":
+    if job.kind in TRAINED_KINDS:
         atomic_save_json(key_path, {"eval_key": key})
     try:
-        if job.kind == "trained":
+        if job.kind in TRAINED_KINDS:
             result = execute_run(job.config, run_dir, ctx, progress=progress)
         else:
             result = execute_baseline(job, run_dir, ctx)

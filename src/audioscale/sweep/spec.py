@@ -21,8 +21,11 @@ Choices:
   raises one ConfigError line naming the key and the run index.
 - ``eval`` settings may not vary across a sweep: every run is measured on the same pool
   with the same options, so its numbers are comparable.
-- Run id = readable slug + 12-hex config hash (``pico-h0p5-s300-3f9a2c1b7e01``): the slug
-  says what is inside, the hash (RunConfig.run_hash, name excluded) is the identity.
+- Run id = readable slug + 12-hex hash (``pico-h0p5-s300-3f9a2c1b7e01``): the slug says
+  what is inside (the budget by its kind: ``s``/``e``/``th``/``f``), the hash
+  (RunConfig.run_hash: what determines the weights; no eval or execution keys) is the
+  identity. Changing ``eval`` or an execution key (device, log_every, cache_dir, …) of a
+  finished study keeps every run id, so nothing is trained again.
 - Baselines (on by default): one random-init encoder per distinct architecture (model
   and frontend; the training-only keys mask_ratio and norm_pix_loss excluded, seed of
   the first run using it) and one log-mel-statistics baseline per distinct frontend.
@@ -60,7 +63,10 @@ SHORTHANDS = {
     "lr": "train.lr",
 }
 
-KINDS = ("trained", "random-init", "baseline")
+KINDS = ("trained", "random-init", "baseline", "verify")
+# kinds that are pretrained (a verification run is trained like any run, and kept out of
+# the fits so that it tests them: scaling.verify)
+TRAINED_KINDS = ("trained", "verify")
 
 
 class Baselines(Strict):
@@ -83,6 +89,7 @@ class StudySettings(Strict):
     eval_include_tasks: bool = True  # all task clips (labels unused) join the eval pool
     demo: Literal["small", "full", "large"] | None = None  # build the demo corpus first (study)
     demo_dir: str = "data/demo"
+    verify: bool = True  # study: train the allocated configuration and check its prediction
 
 
 class SweepFile(Strict):
@@ -101,7 +108,7 @@ class Job:
     """One unit of work: a trained run or a baseline encoder, with its id and config."""
 
     run_id: str
-    kind: str  # trained | random-init | baseline
+    kind: str  # trained | random-init | baseline | verify
     config: RunConfig
 
     @property
@@ -191,14 +198,16 @@ def size_tag(cfg: RunConfig) -> str:
 
 
 def budget_tag(cfg: RunConfig) -> str:
-    t = cfg.train
-    if t.steps is not None:
-        return f"s{t.steps}"
-    if t.examples is not None:
-        return f"e{t.examples}"
-    if t.hours is not None:
-        return f"th{_num(t.hours)}"
-    return f"f{t.flops:.0e}".replace("+", "")
+    """The budget in a run name (``TrainConfig.budget()``): ``s<steps>``, ``e<examples>``,
+    ``th<hours seen>`` or ``f<flops>`` (3 significant digits: ``f1p5e12``)."""
+    b = cfg.train.budget()
+    if b.kind == "steps":
+        return f"s{b.value}"
+    if b.kind == "examples":
+        return f"e{b.value}"
+    if b.kind == "hours":
+        return f"th{_num(b.value)}"
+    return "f" + f"{float(b.value):.3g}".replace("+", "").replace(".", "p")
 
 
 _SHORT = {
@@ -274,6 +283,20 @@ def baseline_jobs(trained: list[Job], baselines: Baselines) -> list[Job]:
             bcfg = cfg.model_copy(update={"name": "logmel-stats"})
             jobs.append(Job(f"logmel-stats-{key}", "baseline", bcfg))
     return jobs
+
+
+def verification_job(sweep: Sweep, preset: str, steps: int) -> Job:
+    """The run that checks a compute allocation: the sweep's base config at ladder rung
+    ``preset`` (its width, depth and decoder), trained for ``steps`` steps."""
+    model = {"model.preset": preset, "model.width": None, "model.depth": None,
+             "model.heads": None, "model.decoder_width": None, "model.decoder_depth": None,
+             "model.decoder_heads": None}  # fmt: skip
+    budget = {"train.steps": int(steps), "train.examples": None, "train.hours": None,
+              "train.flops": None}  # fmt: skip
+    base = sweep.base.model_dump(mode="json")
+    cfg = run_config(base, {**model, **budget}, -1)
+    cfg = cfg.model_copy(update={"name": "verify-" + slug(cfg, [])})
+    return Job(run_id(cfg), "verify", cfg)
 
 
 # --------------------------------------------------------------------------- entry points

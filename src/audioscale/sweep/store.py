@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import socket
 import sqlite3
@@ -28,7 +27,19 @@ from pathlib import Path
 from typing import Any
 
 from audioscale.errors import DataError
-from audioscale.utils import atomic_write_bytes, atomic_write_text
+from audioscale.sweep.records import (
+    TASK_PREFIX,
+    ProbeRow,
+    ResultRow,
+    RunInfo,
+    SpectralMetrics,
+    SpectralRow,
+    TrainMetricsRow,
+    check_keys,
+    config_columns,
+)
+from audioscale.sweep.spec import TRAINED_KINDS
+from audioscale.utils import atomic_write_bytes, atomic_write_text, finite_or_none
 
 SCHEMA_VERSION = 1
 STATUSES = ("pending", "running", "done", "failed")
@@ -67,55 +78,22 @@ CREATE TABLE IF NOT EXISTS run_info (
 );
 """
 
-RESULT_COLUMNS = [
-    "run_id", "name", "family", "preset", "width", "depth", "heads", "patch", "mask_ratio",
-    "clip_seconds", "seed", "params", "params_nonembed", "flops_per_example", "train_flops",
-    "steps", "batch_size", "lr", "examples_seen", "hours_seen", "data_hours", "epochs",
-    "final_loss", "heldout_loss", "rankme", "rankme_N", "rankme_K", "rankme_pool",
-    "pool_overlap", "rankme_train", "rankme_gap", "alpha_req", "nesum", "stable_rank",
-    "participation_ratio", "suite", "suite_linear", "suite_knn", "suite_weighted",
-    "domain_speech", "domain_music", "domain_environment", "kind",
-]  # fmt: skip
-SPECTRAL_KEYS = ["rankme", "alpha_req", "nesum", "stable_rank", "participation_ratio"]
-TRAIN_COLS = ["loss", "lr", "examples", "tokens", "flops", "hours", "epochs", "ex_per_s"]
-CONTEXT_KEYS = ("rankme_pool", "rankme_level", "rankme_layer", "rankme_centred")
+RESULT_COLUMNS = ResultRow.names()  # the results table's fixed columns, in record order
+SPECTRAL_KEYS = SpectralMetrics.names()
+SPECTRAL_COLUMNS = SpectralRow.names()
+PROBE_COLUMNS = ProbeRow.names()
+TRAIN_COLS = [c for c in TrainMetricsRow.names() if c != "step"]
 CHECKPOINT_COLUMNS = ["run_id", "step", "fraction", *SPECTRAL_KEYS, "loss"]
-
-
-TRAINING_COLUMNS = ("clip_seconds", "steps", "batch_size", "lr", "data_hours")
-MODEL_COLUMNS = ("family", "preset", "width", "depth", "heads", "patch", "mask_ratio")
+# spectral / probe fields that every row must carry (a row without one is refused)
+SPECTRAL_REQUIRED = ("checkpoint", "pool", "level", "layer", "centred")
+PROBE_REQUIRED = ("task", "protocol")
 
 
 def _config_columns(config: dict, kind: str = "trained") -> dict[str, Any]:
-    """Results columns that come straight from a run's RunConfig (resolved values in
-    run_info, written by the run from its model card, take precedence). Baselines carry
-    no training columns (a random-init encoder keeps its architecture's; a hand-crafted
-    one keeps none), so that no baseline row shows the base config's budget as its own."""
-    model, data, train = config.get("model", {}), config.get("data", {}), config.get("train", {})
-    cols = _all_config_columns(model, data, train)
-    if kind != "trained":
-        cols.update(dict.fromkeys(TRAINING_COLUMNS))
-    if kind not in ("trained", "random-init"):
-        cols.update(dict.fromkeys(MODEL_COLUMNS))
-    return cols
-
-
-def _all_config_columns(model: dict, data: dict, train: dict) -> dict[str, Any]:
-    return {
-        "family": model.get("family"),
-        "preset": model.get("preset"),
-        "width": model.get("width"),
-        "depth": model.get("depth"),
-        "heads": model.get("heads"),
-        "patch": model.get("patch"),
-        "mask_ratio": model.get("mask_ratio"),
-        "clip_seconds": data.get("clip_seconds"),
-        "seed": train.get("seed"),
-        "steps": train.get("steps"),
-        "batch_size": train.get("batch_size"),
-        "lr": train.get("lr"),
-        "data_hours": data.get("hours"),
-    }
+    """Results columns that come straight from a run's RunConfig (the fields of
+    ``records.ResultRow`` with ``config=``); resolved values in run_info, written by the
+    run from its model card, take precedence."""
+    return config_columns(config, kind, TRAINED_KINDS)
 
 
 class Store:
@@ -229,34 +207,35 @@ class Store:
 
     def record(self, result: dict[str, Any], wall_s: float | None = None) -> None:
         """Store a run's result (the run folder's result.json) and mark it done, atomically.
-        Re-recording replaces the run's rows."""
+        Re-recording replaces the run's rows. A key that ``sweep.records`` does not declare
+        (in ``info``, a spectral row or a probe row) is refused with a DataError."""
         rid = result["run_id"]
+        info = result.get("info", {})
+        try:
+            check_keys(RunInfo, info, f"run {rid} info")
+            for s in result.get("spectral", []):
+                check_keys(SpectralRow, s, f"run {rid} spectral row")
+            for p in result.get("probes", []):
+                check_keys(ProbeRow, p, f"run {rid} probe row")
+        except KeyError as e:
+            raise DataError(e.args[0]) from None
+        spectral_sql = _insert("spectral", SPECTRAL_COLUMNS)
+        probe_sql = _insert("probes", PROBE_COLUMNS)
         with self.tx() as db:
             for table in ("train_metrics", "spectral", "probes", "run_info"):
                 db.execute(f"DELETE FROM {table} WHERE run_id=?", (rid,))
             for row in _merge_steps(result.get("train_metrics", [])):
                 extra = {k: v for k, v in row.items() if k not in TRAIN_COLS and k != "step"}
                 db.execute(
-                    "INSERT INTO train_metrics VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (rid, int(row["step"]), *[_num(row.get(c)) for c in TRAIN_COLS],
+                    _insert("train_metrics", [*TrainMetricsRow.names(), "extra"]),
+                    (rid, int(row["step"]), *[finite_or_none(row.get(c)) for c in TRAIN_COLS],
                      json.dumps(extra) if extra else None),
                 )  # fmt: skip
             for s in result.get("spectral", []):
-                db.execute(
-                    "INSERT OR REPLACE INTO spectral VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (rid, s["checkpoint"], s.get("step"), s.get("fraction"),
-                     int(bool(s.get("is_final"))), s["pool"], s["level"], int(s["layer"]),
-                     int(bool(s["centred"])), s.get("n"), s.get("k"), s.get("route"),
-                     *[_num(s.get(k)) for k in SPECTRAL_KEYS], _num(s.get("loss"))),
-                )  # fmt: skip
+                db.execute(spectral_sql, (rid, *_spectral_values(s)))
             for p in result.get("probes", []):
-                db.execute(
-                    "INSERT OR REPLACE INTO probes VALUES (?,?,?,?,?,?,?,?)",
-                    (rid, p["task"], p["protocol"], p.get("metric"), _num(p.get("score")),
-                     p.get("n_test"), p.get("domain"),
-                     json.dumps(p.get("settings", {}), sort_keys=True)),
-                )  # fmt: skip
-            for k, v in result.get("info", {}).items():
+                db.execute(probe_sql, (rid, *_probe_values(p)))
+            for k, v in info.items():
                 db.execute("INSERT INTO run_info VALUES (?,?,?)", (rid, k, json.dumps(v)))
             db.execute(
                 "UPDATE runs SET status='done', error=NULL, finished=?, wall_s=? WHERE run_id=?",
@@ -325,7 +304,9 @@ class Store:
             info = self.info(rid)
             row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
             row.update(_config_columns(run["config"], run["kind"]))
-            row.update({k: v for k, v in info.items() if k not in CONTEXT_KEYS})
+            # info as the run wrote it: rankme_gap is the run's equal-N gap
+            # (sweep.run.gap_metrics), never train − pool at unequal N
+            row.update(info)
             row.update(run_id=rid, name=run["name"], kind=run["kind"])
             pool, level, layer, centred = self._primary(info)
             final = self.db.execute(
@@ -333,12 +314,10 @@ class Store:
                 " AND layer=? AND centred=?",
                 (rid, pool, level, layer, centred),
             ).fetchone()
+            row["rankme_pool"] = None if final is None else pool
             if final is not None:
                 row.update({k: final[k] for k in SPECTRAL_KEYS})
-                row.update(rankme_N=final["n"], rankme_K=final["k"], rankme_pool=pool)
-            row["rankme_train"] = info.get("rankme_train")
-            if row["rankme_train"] is not None and row["rankme"] is not None:
-                row["rankme_gap"] = row["rankme_train"] - row["rankme"]
+                row.update(rankme_N=final["n"], rankme_K=final["k"])
             for p in self.probes(rid):
                 row[f"task.{p['task']}.{p['protocol']}"] = p["score"]
             out.append(row)
@@ -427,17 +406,47 @@ class Store:
 
 
 def result_columns(rows: list[dict[str, Any]]) -> list[str]:
-    """Contract columns first, then per-task columns (sorted), then any extras (sorted)."""
+    """The record's columns (``records.ResultRow``), then the per-task columns (sorted).
+    A key of neither kind is refused: every results column is declared once."""
     keys = {k for r in rows for k in r}
-    tasks = sorted(k for k in keys if k.startswith("task."))
-    extras = sorted(keys - set(RESULT_COLUMNS) - set(tasks))
-    return RESULT_COLUMNS + tasks + extras
+    tasks = sorted(k for k in keys if k.startswith(TASK_PREFIX))
+    unknown = sorted(keys - set(RESULT_COLUMNS) - set(tasks))
+    if unknown:
+        raise DataError(f"results columns {', '.join(unknown)} are not declared in ResultRow")
+    return RESULT_COLUMNS + tasks
 
 
-EX_PER_S = ("ex/s", "ex_s", "examples_per_s", "ex_per_sec")
-# metrics.jsonl names (the trainer's) → train_metrics columns
-ALIASES = {"ex/s": "ex_per_s", "ex_s": "ex_per_s", "examples_per_s": "ex_per_s",
-           "hours_seen": "hours"}  # fmt: skip
+# metrics.jsonl names (the trainer's) → train_metrics columns: the trainer has always
+# written hours_seen and examples_per_s (records.TrainMetricsRow ``log_key``)
+LOG_KEYS = TrainMetricsRow.log_keys()
+
+
+def _insert(table: str, columns: list[str]) -> str:
+    """``INSERT OR REPLACE INTO table (run_id, columns...)``, the columns named (a record
+    field without a table column fails here, loudly)."""
+    marks = ", ".join("?" * (len(columns) + 1))
+    return f"INSERT OR REPLACE INTO {table} (run_id, {', '.join(columns)}) VALUES ({marks})"
+
+
+def _spectral_values(s: dict[str, Any]) -> list[Any]:
+    for k in SPECTRAL_REQUIRED:
+        s[k]  # noqa: B018 - a row without one raises KeyError
+    conv = {"is_final": lambda v: int(bool(v)), "centred": lambda v: int(bool(v)),
+            "layer": int, "loss": finite_or_none}  # fmt: skip
+    conv |= dict.fromkeys(SPECTRAL_KEYS, finite_or_none)
+    return [conv.get(c, _same)(s.get(c)) for c in SPECTRAL_COLUMNS]
+
+
+def _probe_values(p: dict[str, Any]) -> list[Any]:
+    for k in PROBE_REQUIRED:
+        p[k]  # noqa: B018 - a row without one raises KeyError
+    conv = {"score": finite_or_none,
+            "settings": lambda v: json.dumps({} if v is None else v, sort_keys=True)}  # fmt: skip
+    return [conv.get(c, _same)(p.get(c)) for c in PROBE_COLUMNS]
+
+
+def _same(v: Any) -> Any:
+    return v
 
 
 def _merge_steps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -446,19 +455,9 @@ def _merge_steps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         if "step" not in r:
             continue
-        r = {ALIASES.get(k, k): v for k, v in r.items()}
+        r = {LOG_KEYS.get(k, k): v for k, v in r.items()}
         merged.setdefault(int(r["step"]), {}).update(r)
     return [merged[s] for s in sorted(merged)]
-
-
-def _num(v: Any) -> float | None:
-    if v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _csv(v: Any) -> Any:

@@ -31,8 +31,9 @@ from typing import Any
 
 import yaml
 
+from audioscale.audio.frames import frames_for_seconds
 from audioscale.errors import AudioscaleError, ConfigError
-from audioscale.sweep.spec import Job, Sweep, load_sweep
+from audioscale.sweep.spec import TRAINED_KINDS, Job, Sweep, load_sweep, verification_job
 from audioscale.sweep.store import Store
 from audioscale.utils import atomic_write_text, progress_bar
 
@@ -79,28 +80,35 @@ def study_lock(study_dir: Path) -> Iterator[None]:
 
 
 def _ladder() -> Any:
-    """models/ladder.py loaded on its own: the models package imports torch (seconds),
-    which the sweep's parent process never needs."""
-    import importlib.util
+    """The size ladder module. ``audioscale.models`` loads its torch-backed names
+    lazily, so this import keeps torch (seconds) out of the sweep's parent process."""
+    from audioscale.models import ladder
 
-    path = Path(__file__).parent.parent / "models" / "ladder.py"
-    spec = importlib.util.spec_from_file_location("_audioscale_ladder", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return ladder
 
 
 def job_cost(job: Job, ladder: Any = None) -> float:
-    """Rough relative cost of a job (for ordering only): examples × clip × width² × depth."""
-    if job.kind != "trained":
+    """Rough training FLOPs of a job (for ordering only; baselines 0): examples seen, from
+    the run's budget as the trainer reads it (``TrainConfig.budget().steps``), times a
+    FLOPs-per-example estimate, so a FLOPs budget costs about its FLOPs. The estimate,
+    ``6 · (4 + 2 · mlp_ratio) · d² · tokens`` per block (encoder on the visible tokens,
+    decoder on all; attention scores and the patch projection left out), needs no torch."""
+    if job.kind not in TRAINED_KINDS:
         return 0.0
     try:
         m = (ladder or _ladder()).resolve(job.config.model)
     except AudioscaleError:
         return 0.0
-    t = job.config.train
-    steps = t.steps or (t.examples or 0) / t.batch_size or 1000
-    return steps * t.batch_size * job.config.data.clip_seconds * m.width**2 * m.depth
+    cfg = job.config
+    fe = cfg.frontend
+    frames = frames_for_seconds(cfg.data.clip_seconds, fe)
+    tokens = frames // 4 if m.patch == "time" else (frames // 16) * (fe.n_mels // 16)
+    tokens = max(1, tokens)
+    visible = max(1, tokens - round(tokens * m.mask_ratio))
+    macs = visible * m.width**2 * m.depth + tokens * m.decoder_width**2 * m.decoder_depth
+    fpe = 6 * (4 + 2 * m.mlp_ratio) * macs
+    b = cfg.train.batch_size
+    return cfg.train.budget().steps(b, cfg.data.clip_seconds, fpe) * b * fpe
 
 
 def _progress(total: int, enabled: bool):
@@ -125,11 +133,16 @@ def run_sweep(
     progress: bool = True,
     address: str | None = None,
     job_fn: Callable | None = None,
+    extra_jobs: list[Job] | None = None,
 ) -> dict[str, Any]:
-    """Execute a sweep into study folder ``out``; returns ``Store.status()`` plus exports."""
+    """Execute a sweep into study folder ``out``; returns ``Store.status()`` plus exports.
+    ``extra_jobs`` (the study's verification run) join the spec's jobs for this sweep."""
     from audioscale.sweep.run import build_eval_context, run_job, stale_runs
 
     sweep = load_sweep(source)
+    if extra_jobs:
+        known = {j.run_id for j in sweep.jobs}
+        sweep.jobs += [j for j in extra_jobs if j.run_id not in known]
     s = sweep.settings
     executor = executor or s.executor
     workers = workers or s.workers
@@ -159,7 +172,7 @@ def run_sweep(
             status = {r["run_id"]: r["status"] for r in store.runs()}
             todo = [j for j in sweep.jobs if status.get(j.run_id) == "pending"]
             ladder = _ladder()
-            todo.sort(key=lambda j: (j.kind != "trained", -job_cost(j, ladder)))
+            todo.sort(key=lambda j: (j.kind not in TRAINED_KINDS, -job_cost(j, ladder)))
             execute(todo, study_dir, store, ctx, job_fn or run_job, executor, workers, s,
                     address, progress)  # fmt: skip
             summary = store.status(workers)
@@ -193,7 +206,7 @@ def apply_tuned_lr(sweep: Sweep, study_dir: Path) -> Sweep:
     for job in sweep.jobs:
         cfg = job.config
         lr = None
-        if job.kind == "trained" and cfg.train.lr is None:
+        if job.kind in TRAINED_KINDS and cfg.train.lr is None:
             lr = load_tuned_lr(tuned, cfg.model, cfg.train.batch_size)
         if lr is not None:
             cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"lr": lr})})
@@ -259,8 +272,14 @@ def run_study(
     executor: str | None = None,
     progress: bool = True,
     job_fn: Callable | None = None,
+    verify: bool = True,
 ) -> dict[str, Any]:
-    """Corpus (if the spec asks) → sweep → fits.json → report.html; returns the headline."""
+    """Corpus (if the spec asks) → sweep → fits.json → verification run → report.html.
+
+    When the joint law is fitted and allocates a budget (fits.json ``verification``), the
+    allocated configuration is trained as a run of kind ``verify`` (kept out of every
+    fit), measured like any run, and the fits are written again with its outcome; the
+    spec's ``study.verify: false`` or ``verify=False`` (``--no-verify``) skip it."""
     path = resolve_source(source)
     sweep = load_sweep(path)  # validate everything before the corpus build
     out = Path(out or Path("studies") / sweep.name)
@@ -271,6 +290,14 @@ def run_study(
     from audioscale.scaling import fit_study
 
     fits = fit_study(out)
+    job = verification_run(sweep, fits) if verify and sweep.settings.verify else None
+    if job is not None:
+        if progress:
+            print(f"verification run: {job.run_id}", file=sys.stderr)
+        summary = run_sweep(
+            path, out, executor, workers, progress=progress, job_fn=job_fn, extra_jobs=[job]
+        )
+        fits = fit_study(out)
     report = write_report(out)
     return {
         "study_dir": str(out),
@@ -279,17 +306,18 @@ def run_study(
         "results_csv": summary["exports"].get("csv"),
         "counts": summary["counts"],
         "failed": summary["failed"],
-        "headline": headline(fits),
+        # the numbers a study ends with: fits.json's headline (scaling.study_fits.headline)
+        "headline": dict(fits.get("headline") or {}),
         "wall_s": time.time() - t0,
     }
 
 
-def headline(fits: dict[str, Any]) -> dict[str, Any]:
-    """The numbers a study ends with, read from fits.json (keys tolerated if absent)."""
-    out: dict[str, Any] = {}
-    if isinstance(fits.get("headline"), dict):
-        out.update(fits["headline"])
-    return out
+def verification_run(sweep: Sweep, fits: dict[str, Any]) -> Job | None:
+    """The verify job for fits.json's verification plan, or None when there is none."""
+    run = (fits.get("verification") or {}).get("run")
+    if not run:
+        return None
+    return verification_job(sweep, run["preset"], run["steps"])
 
 
 def print_headline(result: dict[str, Any], file: Any = None) -> None:

@@ -4,8 +4,12 @@
   weights (the unwrapped module: no ``module.`` / ``_orig_mod.`` prefixes), written to a
   temporary name and renamed, so a reader never sees half a file. Loading them never
   unpickles anything.
-- ``checkpoints/<name>.json``: sidecar ``{step, fraction, loss, heldout_loss, ...}``,
-  written after the weights; a checkpoint counts as present only when its sidecar is.
+- ``checkpoints/<name>.json``: sidecar ``{step, fraction, loss_window, loss_window_steps,
+  loss_batch, heldout_loss, ...}`` (the trainer's ``save_checkpoint``: ``loss_window`` is
+  the mean training loss of the ``loss_window_steps`` steps since the log line before,
+  ``loss_batch`` the loss of the checkpoint step's batch; folders written before these
+  keys have one ``loss``), written after the weights; a checkpoint counts as present only
+  when its sidecar is.
 - ``train_state.pt``: everything a resume needs (weights, optimizer state, step, loss
   window, RNG states) as plain tensors, numbers, lists and dicts, so that
   ``torch.load(weights_only=True)`` reads it; written atomically.
@@ -15,7 +19,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -23,7 +26,7 @@ from safetensors.torch import load_model, save_model
 
 from audioscale.config import RunConfig, load_config
 from audioscale.errors import DataError
-from audioscale.utils import atomic_save_json, atomic_write_bytes
+from audioscale.utils import atomic_path, atomic_save_json, atomic_write_bytes
 
 CKPT_DIR = "checkpoints"
 STATE_FILE = "train_state.pt"
@@ -49,12 +52,8 @@ def save_checkpoint(model: torch.nn.Module, run_dir: str | Path, name: str, meta
     d = Path(run_dir) / CKPT_DIR
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{name}.safetensors"
-    tmp = d / f".{name}.{os.getpid()}.safetensors.tmp"
-    try:
+    with atomic_path(path) as tmp:
         save_model(unwrap(model), str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     atomic_save_json(d / f"{name}.json", meta)
     return path
 

@@ -1,7 +1,7 @@
 """The training recipe: learning rate, warm-up and batch size as stated functions of the
 model's width and depth and of the batch, so that one base learning rate serves a whole
-size ladder (DESIGN.md, "What a law is worth": one shared lr across a 30x size range hurt
-the largest runs).
+size ladder (in early studies with one fixed lr across a 30x size range, the deepest,
+widest runs scored lowest).
 
 Rule (``lr_for``), with ``train.lr`` set it is used as is instead:
 

@@ -11,10 +11,15 @@ Run folder (docs/ARCHITECTURE.md)::
 
 Choices, each deliberate:
 
-- Budget: ``train.examples`` → ``ceil(examples / batch)`` steps; ``train.hours`` of audio
-  seen → ``ceil(hours * 3600 / clip_seconds / batch)``; ``train.flops`` →
+- Budget: ``cfg.train.budget()`` (config.Budget) turned into steps by ``Budget.steps``:
+  ``train.examples`` → ``ceil(examples / batch)`` steps; ``train.hours`` of audio seen →
+  ``ceil(hours * 3600 / clip_seconds / batch)``; ``train.flops`` →
   ``ceil(flops / (train_flops_per_example * batch))`` (models.accounting); else
-  ``train.steps``.
+  ``train.steps`` (config.DEFAULT_STEPS when no budget is set).
+- Identity: a folder is resumed only by a config of the same ``RunConfig.identity()``
+  (execution keys and ``eval`` may differ: config.EXECUTION_KEYS); ``model_card.json``
+  records ``run_hash`` of the config as given (the sweep's run id) and, under
+  ``execution``, the device, precision and compile setting the run actually used.
 - Clips: ``clip_frames`` = the frames of ``data.clip_seconds`` (``1 + samples // hop``) cut
   to a multiple of the patch width, as accounting counts tokens; ``clip_seconds`` in the
   logs is ``clip_frames * hop / sr`` (2.0 for 2 s).
@@ -30,6 +35,11 @@ Choices, each deliberate:
   exactly the data and masks of the uninterrupted one. With DDP on CPU each rank advances
   its generator past the lower ranks' draws and so masks exactly as one process would; on
   CUDA ranks seed from ``(seed, k, rank)`` (same distribution, not the same draw).
+- Code: :func:`train_step` is the one optimisation step (lr, forward under autocast with
+  the step's :func:`mask_noise`, backward, clip, AdamW step) that training runs, and that
+  bench/bench_gpu_train.py times; :class:`LossWindow` the running loss mean;
+  :func:`save_checkpoint`, :func:`save_train_state` / :func:`load_train_state` the files;
+  ``_train`` composes them in one loop.
 - Logged ``loss`` is the mean training loss over the steps since the previous log line;
   ``tokens`` counts all patches of the clips seen (masked and visible); ``flops`` is
   examples × train_flops_per_example; ``hours_seen`` = examples × clip_seconds / 3600;
@@ -37,6 +47,10 @@ Choices, each deliberate:
 - Checkpoints at ``round(f * steps)`` for each ``train.checkpoint_fractions`` ``f``
   (deduplicated, at least step 1, below the last step) and at the end. Each writes
   ``train_state.pt``; so does the first log line after every ``train.state_every_s`` seconds.
+  Sidecar losses, the same at every checkpoint: ``loss_window`` = the mean over the
+  ``loss_window_steps`` steps since the previous log line, through this step (the window
+  the log line at this step shows, when there is one; at the end it is ``final_loss``),
+  and ``loss_batch`` = this step's batch loss (mean over ranks).
 - Held-out loss: the masked-patch loss on ``corpus.fixed_clips`` of the pool's heldout
   split (at most ``HELDOUT_FILES`` files, chosen by a fixed permutation, up to
   ``HELDOUT_CLIPS`` clips), with a CPU generator seeded ``EVAL_MASK_SEED`` per batch, fp32:
@@ -51,18 +65,19 @@ Choices, each deliberate:
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from audioscale.config import RunConfig, dump_yaml, load_config
+from audioscale.audio.frames import frames_for_seconds
+from audioscale.config import RunConfig, TrainConfig, dump_yaml, load_config
 from audioscale.data.corpus import ClipDataset, fixed_clips, make_loader
 from audioscale.data.featcache import FeatureCache
 from audioscale.errors import ConfigError, DataError
@@ -75,12 +90,6 @@ HELDOUT_FILES = 256
 HELDOUT_CLIPS = 256
 EVAL_MASK_SEED = 1234
 EVAL_BATCH = 64
-# Keys that may differ between the run that started a folder and the one resuming it.
-EXECUTION_KEYS = {
-    "name": True,
-    "data": {"cache_dir", "num_workers"},
-    "train": {"device", "threads", "compile", "log_every", "state_every_s"},
-}
 
 
 @dataclass
@@ -106,7 +115,7 @@ class TrainResult:
 
 
 @dataclass
-class Plan:
+class TrainPlan:
     """Everything decided from the config alone, before touching data."""
 
     cfg: RunConfig  # model resolved
@@ -116,28 +125,20 @@ class Plan:
     visible_per_example: int
     flops_per_example: float
     steps: int
-    budget: dict
+    budget: dict  # config.Budget.to_dict(): {kind, value} as given
     lr: float
     warmup: int
     checkpoint_steps: list[int]
+    run_hash: str = ""  # RunConfig.run_hash of the config as given (before resolution)
 
 
 # ----------------------------------------------------------------------------- planning
 
 
 def budget_steps(cfg: RunConfig, clip_seconds: float, flops_per_example: float) -> tuple[int, dict]:
-    """Steps for the run's budget, and the budget as given."""
-    t = cfg.train
-    b = t.batch_size
-    if t.examples is not None:
-        return max(1, math.ceil(t.examples / b)), {"kind": "examples", "value": t.examples}
-    if t.hours is not None:
-        steps = math.ceil(t.hours * 3600.0 / clip_seconds / b)
-        return max(1, steps), {"kind": "hours", "value": t.hours}
-    if t.flops is not None:
-        steps = math.ceil(t.flops / (flops_per_example * b))
-        return max(1, steps), {"kind": "flops", "value": t.flops}
-    return t.steps, {"kind": "steps", "value": t.steps}
+    """Steps for the run's budget (``cfg.train.budget().steps``), and the budget as given."""
+    budget = cfg.train.budget()
+    return budget.steps(cfg.train.batch_size, clip_seconds, flops_per_example), budget.to_dict()
 
 
 def checkpoint_steps(fractions: list[float], steps: int) -> list[int]:
@@ -146,12 +147,13 @@ def checkpoint_steps(fractions: list[float], steps: int) -> list[int]:
     return sorted(s for s in picked if s < steps)
 
 
-def plan(cfg: RunConfig) -> Plan:
+def plan(cfg: RunConfig) -> TrainPlan:
     """Resolve the model and the budget; raises ConfigError before any work."""
     from audioscale.models import accounting
     from audioscale.models.ladder import resolve
     from audioscale.models.patch import geometry
 
+    run_hash = cfg.run_hash()
     model_cfg = resolve(cfg.model)
     cfg = cfg.model_copy(update={"model": model_cfg})
     try:
@@ -162,13 +164,13 @@ def plan(cfg: RunConfig) -> Plan:
         ) from None
     fe = cfg.frontend
     g = geometry(model_cfg.patch, fe.n_mels)
-    frames = 1 + round(cfg.data.clip_seconds * fe.sample_rate) // fe.hop_length
+    frames = frames_for_seconds(cfg.data.clip_seconds, fe)
     clip_frames = (frames // g.patch_w) * g.patch_w
     if clip_frames == 0:
         raise ConfigError(
             "data.clip_seconds", f"{cfg.data.clip_seconds} s is shorter than one patch"
         )
-    max_frames = 1 + round(model_cfg.max_seconds * fe.sample_rate) // fe.hop_length
+    max_frames = frames_for_seconds(model_cfg.max_seconds, fe)
     if clip_frames > max_frames:
         raise ConfigError(
             "data.clip_seconds",
@@ -178,7 +180,7 @@ def plan(cfg: RunConfig) -> Plan:
     n_tok, n_vis = accounting.tokens_per_example(model_cfg, fe, cfg.data.clip_seconds)
     fpe = accounting.train_flops_per_example(model_cfg, fe, cfg.data.clip_seconds)
     steps, budget = budget_steps(cfg, clip_seconds, fpe)
-    return Plan(
+    return TrainPlan(
         cfg=cfg,
         clip_frames=clip_frames,
         clip_seconds=clip_seconds,
@@ -190,19 +192,11 @@ def plan(cfg: RunConfig) -> Plan:
         lr=recipe.lr_for(model_cfg, cfg.train),
         warmup=recipe.warmup_steps(cfg.train, steps),
         checkpoint_steps=checkpoint_steps(cfg.train.checkpoint_fractions, steps),
+        run_hash=run_hash,
     )
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _comparable(cfg: RunConfig) -> dict:
-    d = cfg.model_dump(mode="json")
-    d.pop("name", None)
-    for section in ("data", "train"):
-        for k in EXECUTION_KEYS[section]:
-            d[section].pop(k, None)
-    return d
 
 
 def _check_same_run(out: Path, cfg: RunConfig) -> None:
@@ -213,7 +207,7 @@ def _check_same_run(out: Path, cfg: RunConfig) -> None:
         old = load_config(path)
     except Exception:
         return
-    if _comparable(old) != _comparable(cfg):
+    if old.identity() != cfg.identity():  # one definition: RunConfig.identity
         raise ConfigError(
             "out", f"{out} holds a run with a different config; pass --no-resume or another folder"
         )
@@ -249,6 +243,16 @@ def mask_generator(
     return g
 
 
+def mask_noise(
+    seed: int, step: int, device: torch.device, info: ddp.DistInfo, local_batch: int, n_tokens: int
+) -> torch.Tensor:
+    """The (local_batch, n_tokens) mask uniforms of ``step`` on this rank, drawn from
+    :func:`mask_generator` outside the model (a generator inside a compiled forward
+    would split the graph)."""
+    g = mask_generator(seed, step, device, info, local_batch, n_tokens)
+    return torch.rand(local_batch, n_tokens, generator=g, device=device)
+
+
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -261,10 +265,104 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
+def build_optimizer(
+    model: torch.nn.Module, t: TrainConfig, lr: float, device: torch.device
+) -> torch.optim.AdamW:
+    """AdamW (fused on CUDA) with ``t``'s betas; weight decay on matrices only (no decay
+    on biases, norms and mask tokens)."""
+    return torch.optim.AdamW(
+        _param_groups(model, t.weight_decay),
+        lr=lr,
+        betas=(t.beta1, t.beta2),
+        fused=device.type == "cuda",
+    )
+
+
+def _uses_bf16(device: torch.device, precision: str) -> bool:
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
 def _autocast(device: torch.device, precision: str):
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+    if _uses_bf16(device, precision):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def train_step(
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    mel: torch.Tensor,
+    noise: torch.Tensor,
+    lr: float,
+    precision: str = "fp32",
+    grad_clip: float | None = None,
+) -> torch.Tensor:
+    """One optimisation step, the one training runs: set ``lr`` on every parameter group,
+    forward ``mel`` (on the device) masked by ``noise`` (:func:`mask_noise`) under the
+    run's autocast, backward, clip the gradient norm at ``grad_clip``, AdamW step.
+    ``net`` may be wrapped (DDP, torch.compile). Returns the detached loss, on the device
+    (no host sync)."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    with _autocast(mel.device, precision):
+        loss = net(mel, noise=noise).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(ckpt.unwrap(net).parameters(), grad_clip)
+    opt.step()
+    return loss.detach()
+
+
+class LossWindow:
+    """Mean training loss over the steps since the last :meth:`close` (a log line).
+
+    ``add`` keeps each step's loss on the device (no host sync per step); ``fold`` moves
+    the device sum into a host float: a collective under DDP, so every rank folds at the
+    same steps (log lines and checkpoints). ``metrics.jsonl`` ``loss``, the checkpoint
+    sidecars' ``loss_window`` and ``done.json`` ``final_loss`` are all such windows."""
+
+    def __init__(self, info: ddp.DistInfo, device: torch.device, state: dict | None = None):
+        s = state or {}
+        self.info = info
+        self.acc = torch.zeros((), device=device)
+        self.total, self.n = float(s.get("window_sum", 0.0)), int(s.get("window_n", 0))
+        self.last = float(s.get("last_loss", float("nan")))  # mean of the last closed window
+        self.last_n = int(s.get("window_last_n", 0))
+        self.batch: torch.Tensor | None = None  # the latest step's loss
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.acc += loss
+        self.n += 1
+        self.batch = loss
+
+    def fold(self) -> None:
+        self.total += float(ddp.mean(self.acc, self.info))
+        self.acc.zero_()
+
+    def close(self) -> float:
+        """End the window (at a log line): its mean, kept as ``last``."""
+        self.fold()
+        self.last, self.last_n = self.total / self.n, self.n
+        self.total, self.n = 0.0, 0
+        return self.last
+
+    def summary(self) -> dict:
+        """Sidecar fields (a collective): ``loss_window`` the mean of the open window, or of
+        the one this step closed; ``loss_window_steps`` its steps; ``loss_batch`` the latest
+        step's loss (mean over ranks; None before any step of this process)."""
+        self.fold()
+        mean, n = (self.total / self.n, self.n) if self.n else (self.last, self.last_n)
+        batch = None if self.batch is None else float(ddp.mean(self.batch, self.info))
+        return {"loss_window": mean, "loss_window_steps": n, "loss_batch": batch}
+
+    def state(self) -> dict:
+        return {
+            "window_sum": self.total,
+            "window_n": self.n,
+            "last_loss": self.last,
+            "window_last_n": self.last_n,
+        }
 
 
 @torch.no_grad()
@@ -367,6 +465,115 @@ def _set_rng_state(s: dict) -> None:
     random.setstate((3, tuple(s["python"]), None))
 
 
+# ----------------------------------------------------------------------------- run state
+
+
+def save_train_state(
+    out: Path, step: int, wall_s: float, model: torch.nn.Module, opt, window: LossWindow
+) -> None:
+    """``train_state.pt``: what a resume needs after ``step`` (weights_only loadable)."""
+    state = {"step": step, "wall_s": wall_s, **window.state()}
+    state.update(model=model.state_dict(), optimizer=opt.state_dict(), rng=_rng_state())
+    ckpt.save_state(out, state)
+
+
+def load_train_state(
+    out: Path, model: torch.nn.Module, opt, info: ddp.DistInfo, device: torch.device
+) -> tuple[int, float, LossWindow]:
+    """Restore ``train_state.pt`` into ``model``, ``opt`` and the RNGs: ``(start step, wall
+    seconds so far, loss window)``; ``(0, 0.0, empty window)`` when there is none."""
+    state = ckpt.load_state(out, "cpu")  # load_state_dict copies onto the device
+    if state is None:
+        return 0, 0.0, LossWindow(info, device)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    _set_rng_state(state["rng"])
+    return int(state["step"]), float(state["wall_s"]), LossWindow(info, device, state)
+
+
+def save_checkpoint(
+    model: torch.nn.Module, out: Path, name: str, meta: dict, held, device: torch.device
+) -> None:
+    """Weights + sidecar ``{step, fraction, loss_window, loss_window_steps, loss_batch,
+    heldout_loss, examples, ...}`` (``meta`` plus the held-out loss measured now)."""
+    meta = {**meta, "heldout_loss": heldout_loss(model, held, device)}
+    ckpt.save_checkpoint(model, out, name, meta)
+
+
+def _counters(p: TrainPlan, data_seconds: float, step: int) -> dict:
+    ex = step * p.cfg.train.batch_size
+    return {
+        "examples": ex,
+        "tokens": ex * p.tokens_per_example,
+        "flops": ex * p.flops_per_example,
+        "hours_seen": ex * p.clip_seconds / 3600.0,
+        "epochs": ex * p.clip_seconds / data_seconds,
+    }
+
+
+def _seeded_model(cfg: RunConfig, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """The MAE on ``device``, built after seeding python, numpy and torch from
+    ``train.seed``, and its parameter counts."""
+    from audioscale.models import accounting
+    from audioscale.models.mae import build_mae
+
+    _seed_all(cfg.train.seed)
+    model = build_mae(cfg.model, cfg.frontend).to(device)
+    return model, accounting.count_params(model)
+
+
+def _start_folder(out: Path, cfg: RunConfig, resume: bool) -> None:
+    if not resume:
+        _clear_run(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_yaml(cfg))
+
+
+def _execution(device: torch.device, t: TrainConfig, info: ddp.DistInfo) -> dict:
+    return {
+        "device": str(device),
+        "precision": "bf16" if _uses_bf16(device, t.precision) else "fp32",
+        "compile": t.compile,
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "world_size": info.world_size,
+    }
+
+
+class _MetricsLog:
+    """``metrics.jsonl`` (rank 0 writes) and the progress bar: one line per closed window."""
+
+    def __init__(self, out: Path, p: TrainPlan, info: ddp.DistInfo, start: int, progress: bool):
+        self.p, self.step_log, self.t_log = p, start, time.perf_counter()
+        self.f = open(out / "metrics.jsonl", "a") if info.is_main else None
+        self.bar = progress_bar("pretrain", progress and info.is_main, transient=False, eta=True)
+
+    def __enter__(self) -> _MetricsLog:
+        self.bar.__enter__()
+        self.task = self.bar.add_task("", total=self.p.steps, completed=self.step_log)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.f:
+            self.f.close()
+        self.bar.__exit__(*exc)
+
+    def advance(self) -> None:
+        self.bar.advance(self.task)
+
+    def line(self, done: int, loss: float, lr: float, counters: dict, wall_s: float) -> None:
+        now = time.perf_counter()
+        rate = (done - self.step_log) * self.p.cfg.train.batch_size / max(now - self.t_log, 1e-9)
+        row = {"step": done, "loss": loss, "lr": lr, **counters}
+        row.update(
+            examples_per_s=rate, tokens_per_s=rate * self.p.tokens_per_example, wall_s=wall_s
+        )
+        if self.f:
+            self.f.write(json.dumps(row) + "\n")
+            self.f.flush()
+        self.bar.update(self.task, description=f"loss {loss:.4f}  {rate:,.0f} ex/s")
+        self.t_log, self.step_log = now, done
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -406,7 +613,7 @@ def pretrain(
 
 def _train(
     cfg: RunConfig,
-    p: Plan,
+    p: TrainPlan,
     rows: tuple,
     out: Path,
     device: torch.device,
@@ -414,184 +621,76 @@ def _train(
     progress: bool,
     resume: bool,
 ) -> TrainResult:
-    from audioscale.models import accounting
-    from audioscale.models.mae import build_mae
-
-    t0 = time.perf_counter()
-    t = cfg.train
+    t0, t = time.perf_counter(), cfg.train
     if info.is_main:
-        if not resume:
-            _clear_run(out)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.yaml", dump_yaml(cfg))
+        _start_folder(out, cfg, resume)
     train_cache, held_cache, train_rows = _build_caches(cfg, rows, info, progress)
-    data_seconds = train_cache.total_seconds
-    held = (
-        fixed_clips(held_cache, p.clip_frames, HELDOUT_CLIPS)
-        if held_cache and held_cache.n_items
-        else None
-    )
+    have_held = held_cache is not None and held_cache.n_items > 0
+    held = fixed_clips(held_cache, p.clip_frames, HELDOUT_CLIPS) if have_held else None
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-    _seed_all(t.seed)
-    model = build_mae(cfg.model, cfg.frontend).to(device)
-    params = accounting.count_params(model)
-    opt = torch.optim.AdamW(
-        _param_groups(model, t.weight_decay),
-        lr=p.lr,
-        betas=(t.beta1, t.beta2),
-        fused=device.type == "cuda",
-    )
-    sched = Schedule(p.lr, p.warmup, p.steps, t.min_lr_frac)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    model, params = _seeded_model(cfg, device)
+    opt = build_optimizer(model, t, p.lr, device)
     if info.is_main:
-        atomic_save_json(
-            out / "model_card.json", _model_card(cfg, p, params, train_cache, train_rows)
-        )
-
-    start, wall_before, win_sum, win_n, last_loss = 0, 0.0, 0.0, 0, float("nan")
-    state = ckpt.load_state(out, "cpu") if resume else None  # copied onto the device below
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
-        start, wall_before = int(state["step"]), float(state["wall_s"])
-        win_sum, win_n = float(state["window_sum"]), int(state["window_n"])
-        last_loss = float(state["last_loss"])
-        if info.is_main:
-            _truncate_metrics(out / "metrics.jsonl", start)
-    elif info.is_main:
-        (out / "metrics.jsonl").unlink(missing_ok=True)
-
+        card = _model_card(cfg, p, params, train_cache, train_rows, _execution(device, t, info))
+        atomic_save_json(out / "model_card.json", card)
+    start, wall_before, window = 0, 0.0, LossWindow(info, device)
+    if resume:
+        start, wall_before, window = load_train_state(out, model, opt, info, device)
+    if info.is_main:  # the log lines after the resumed step are redone
+        _truncate_metrics(out / "metrics.jsonl", start)
     net = ddp.wrap(model, info, device)
-    if t.compile:
-        net = torch.compile(net)
+    net = torch.compile(net) if t.compile else net
     ds = ClipDataset(train_cache, p.clip_frames, t.seed, t.batch_size, info.rank, info.world_size)
     loader = make_loader(ds, start, p.steps, cfg.data.num_workers, pin_memory=device.type == "cuda")
-    ckpt_steps = set(p.checkpoint_steps)
-    b = t.batch_size
-
-    def counters(step: int) -> dict:
-        ex = step * b
-        return {
-            "examples": ex,
-            "tokens": ex * p.tokens_per_example,
-            "flops": ex * p.flops_per_example,
-            "hours_seen": ex * p.clip_seconds / 3600.0,
-            "epochs": ex * p.clip_seconds / data_seconds,
-        }
-
-    def save_state(step: int, wall: float, last: float) -> None:
-        s = {
-            "step": step,
-            "wall_s": wall,
-            "last_loss": last,
-            "window_sum": win_sum,
-            "window_n": win_n,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "rng": _rng_state(),
-        }
-        ckpt.save_state(out, s)
-
+    sched = Schedule(p.lr, p.warmup, p.steps, t.min_lr_frac)
+    counters = partial(_counters, p, train_cache.total_seconds)
+    wall = lambda: wall_before + time.perf_counter() - t0  # noqa: E731
     model.train()
-    loss_acc = torch.zeros((), device=device)
-    t_log, step_log = time.perf_counter(), start
     t_state = time.perf_counter()
-    log_f = open(out / "metrics.jsonl", "a") if info.is_main else None
-    bar = progress_bar("pretrain", progress and info.is_main, transient=False, eta=True)
-    try:
-        with bar:
-            task = bar.add_task("", total=p.steps, completed=start)
-            for step, batch in zip(range(start, p.steps), loader, strict=True):
-                lr = sched.lr_at(step)
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                mel = batch.to(device, non_blocking=True)
-                gen = mask_generator(
-                    t.seed, step, device, info, ds.local_batch, p.tokens_per_example
-                )
-                # Uniforms drawn here, outside a compiled forward (a generator splits the graph).
-                noise = torch.rand(len(mel), p.tokens_per_example, generator=gen, device=device)
-                with _autocast(device, t.precision):
-                    loss = net(mel, noise=noise).loss
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if t.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-                opt.step()
-                loss_acc += loss.detach()
-                win_n += 1
-                done = step + 1
-                bar.advance(task)
-                if done % t.log_every == 0 or done == p.steps:
-                    win_sum += float(ddp.mean(loss_acc, info))
-                    loss_acc.zero_()
-                    last_loss = win_sum / win_n
-                    now = time.perf_counter()
-                    rate = (done - step_log) * b / max(now - t_log, 1e-9)
-                    row = {"step": done, "loss": last_loss, "lr": lr, **counters(done)}
-                    row.update(
-                        examples_per_s=rate,
-                        tokens_per_s=rate * p.tokens_per_example,
-                        wall_s=wall_before + now - t0,
-                    )
-                    if log_f:
-                        log_f.write(json.dumps(row) + "\n")
-                        log_f.flush()
-                    bar.update(task, description=f"loss {last_loss:.4f}  {rate:,.0f} ex/s")
-                    t_log, step_log, win_sum, win_n = now, done, 0.0, 0
-                if done in ckpt_steps:  # every rank: the fold is a collective under DDP
-                    win_sum += float(ddp.mean(loss_acc, info))
-                    loss_acc.zero_()
-                    if info.is_main:
-                        meta = {
-                            "step": done,
-                            "fraction": done / p.steps,
-                            "loss": float(loss.detach()),
-                            "heldout_loss": heldout_loss(model, held, device),
-                            **counters(done),
-                        }
-                        ckpt.save_checkpoint(model, out, ckpt.checkpoint_name(done), meta)
-                        save_state(done, wall_before + time.perf_counter() - t0, last_loss)
-                        t_state = time.perf_counter()
-                elif (
-                    info.is_main
-                    and win_n == 0
-                    and done < p.steps
-                    and _due(t_state, t.state_every_s)
-                ):
-                    save_state(done, wall_before + time.perf_counter() - t0, last_loss)
-                    t_state = time.perf_counter()
-    finally:
-        if log_f:
-            log_f.close()
+    with _MetricsLog(out, p, info, start, progress) as log:
+        for step, batch in zip(range(start, p.steps), loader, strict=True):
+            lr = sched.lr_at(step)
+            mel = batch.to(device, non_blocking=True)
+            noise = mask_noise(t.seed, step, device, info, ds.local_batch, p.tokens_per_example)
+            window.add(train_step(net, opt, mel, noise, lr, t.precision, t.grad_clip))
+            done = step + 1
+            log.advance()
+            if done % t.log_every == 0 or done == p.steps:
+                log.line(done, window.close(), lr, counters(done), wall())
+            state_due = window.n == 0 and done < p.steps and _due(t_state, t.state_every_s)
+            if done in p.checkpoint_steps:  # every rank: the window fold is a collective
+                meta = {"step": done, "fraction": done / p.steps, **window.summary()}
+                if info.is_main:
+                    meta.update(counters(done))
+                    save_checkpoint(model, out, ckpt.checkpoint_name(done), meta, held, device)
+            if info.is_main and (done in p.checkpoint_steps or state_due):
+                save_train_state(out, done, wall(), model, opt, window)
+                t_state = time.perf_counter()
+    return _finish(p, out, model, opt, window, held, device, info, wall(), params, train_cache)
 
-    wall = wall_before + time.perf_counter() - t0
+
+def _finish(p, out, model, opt, window, held, device, info, wall_s, params, cache) -> TrainResult:
+    """Final checkpoint, state and ``done.json`` (rank 0); the result on every rank."""
+    meta = {"step": p.steps, "fraction": 1.0, **window.summary()}  # a collective
     result = TrainResult(
         run_dir=str(out),
         steps=p.steps,
-        **{k: v for k, v in counters(p.steps).items()},
-        data_hours=data_seconds / 3600.0,
-        final_loss=last_loss,
+        **_counters(p, cache.total_seconds, p.steps),
+        data_hours=cache.total_seconds / 3600.0,
+        final_loss=window.last,
         heldout_loss=None,
-        wall_s=wall,
+        wall_s=wall_s,
         params=params,
         lr=p.lr,
-        batch_size=b,
-        skipped_files=len(train_cache.skipped),
+        batch_size=p.cfg.train.batch_size,
+        skipped_files=len(cache.skipped),
     )
     if info.is_main:
         result.heldout_loss = heldout_loss(model, held, device)
-        meta = {
-            "step": p.steps,
-            "fraction": 1.0,
-            "loss": last_loss,
-            "heldout_loss": result.heldout_loss,
-        }
-        ckpt.save_checkpoint(model, out, "final", {**meta, **counters(p.steps)})
-        save_state(p.steps, wall, last_loss)
+        meta.update(heldout_loss=result.heldout_loss, **_counters(p, cache.total_seconds, p.steps))
+        ckpt.save_checkpoint(model, out, "final", meta)
+        save_train_state(out, p.steps, wall_s, model, opt, window)
         done_json = result.to_dict()
         done_json.update(
             heldout_clips=0 if held is None else len(held),
@@ -604,13 +703,18 @@ def _train(
 
 
 def _model_card(
-    cfg: RunConfig, p: Plan, params: dict, cache: FeatureCache, rows: list[dict]
+    cfg: RunConfig,
+    p: TrainPlan,
+    params: dict,
+    cache: FeatureCache,
+    rows: list[dict],
+    execution: dict,
 ) -> dict:
     from audioscale.data.subsets import subset_hours
 
     return {
         "name": cfg.name,
-        "run_hash": cfg.run_hash(),
+        "run_hash": p.run_hash or cfg.run_hash(),
         "family": cfg.model.family,
         "params": params,
         "flops_per_example": p.flops_per_example,
@@ -637,4 +741,5 @@ def _model_card(
             "skipped_files": [{"path": s["path"], "reason": s["reason"]} for s in cache.skipped],
             "cache_key": cache.key,
         },
+        "execution": execution,
     }

@@ -1,8 +1,8 @@
 """Learning-rate tuning across the size ladder: short runs over a small lr grid per size,
 picked by held-out reconstruction loss, and a power law fitted through the picks.
 
-``tune(base_cfg, sizes, lr_multipliers, steps, out_dir)`` (issue 8, "Recipes that
-transfer across the ladder"). For every size and every multiplier ``m`` it pretrains
+``tune(base_cfg, sizes, lr_multipliers, steps, out_dir)`` checks that the recipe
+transfers across the ladder. For every size and every multiplier ``m`` it pretrains
 ``base_cfg`` with that model for ``steps`` updates at ``train.lr = m × rule_lr``, where
 ``rule_lr`` is the recipe rule's lr for the size (``recipe.lr_for`` with ``train.lr``
 unset, so a fixed lr in the base config does not collapse the grids). Then:
@@ -52,11 +52,11 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from audioscale.config import ModelConfig, RunConfig, config_hash, validate
+from audioscale.config import BUDGET_KINDS, ModelConfig, RunConfig, config_hash, validate
 from audioscale.errors import ConfigError, DataError
 from audioscale.models.ladder import PRESETS, resolve
 from audioscale.train import recipe
-from audioscale.utils import atomic_save_json
+from audioscale.utils import atomic_save_json, nan_to_none
 
 DEFAULT_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
 DEFAULT_STEPS = 100
@@ -141,7 +141,7 @@ class TuneResult:
         """The content of tune.json::
 
         version, steps, batch_size, grid (multipliers), seed, family, patch, pool,
-        base_lr, config_hash (base config with model/train.lr/steps excluded),
+        base_lr, config_hash (base run identity minus model, lr, budget, checkpoints),
         rule (recipe text), rule_exponent (1.0), rule_effective_exponent,
         sizes: [{size, model, params_nonembed, rule_lr, points: [{multiplier, lr, run,
                  heldout_loss, final_loss, status}], best_lr, best_multiplier,
@@ -152,7 +152,7 @@ class TuneResult:
         Non-finite numbers (a diverged run's loss) are written as null, so the file is
         strict JSON; the point's ``status`` says why.
         """
-        d = _finite(asdict(self))
+        d = nan_to_none(asdict(self))
         d.pop("out_dir")
         d["version"] = TUNE_VERSION
         d["rule"] = recipe.RULE_TEXT
@@ -164,17 +164,6 @@ class TuneResult:
             preds[s.size] = {"rule": s.rule_lr, "tuned": s.best_lr, "fit": fit_lr}
         d["predictions"] = preds
         return d
-
-
-def _finite(obj):
-    """``obj`` with every non-finite float replaced by None (recursively)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 # ----------------------------------------------------------------------------- sizes
@@ -415,14 +404,12 @@ def tune(
 
 
 def _base_hash(cfg: RunConfig) -> str:
-    """Hash of the base config minus what tune sets itself (model, lr, budget, name)."""
-    d = cfg.model_dump(mode="json", exclude={"name", "model"})
-    for k in ("lr", "steps", "examples", "hours", "flops", "checkpoint_fractions"):
+    """Hash of the base config's run identity (``RunConfig.identity``: no name, eval or
+    execution keys) minus what tune sets itself (model, lr, budget, checkpoints)."""
+    d = cfg.identity()
+    d.pop("model")
+    for k in ("lr", *BUDGET_KINDS, "checkpoint_fractions"):
         d["train"].pop(k, None)
-    for k in ("device", "threads", "compile", "log_every", "state_every_s"):
-        d["train"].pop(k, None)
-    d["data"].pop("cache_dir", None)
-    d["data"].pop("num_workers", None)
     return config_hash(d)
 
 

@@ -1,0 +1,184 @@
+"""Does RankMe unify the scaling axes? Per-axis residuals and a leave-one-axis-out test.
+
+RankMe (Garrido et al., ICML 2023, arXiv 2210.02885) is meant to be the one number
+through which every scaling variable acts on downstream quality: if suite ≈ a·RankMeᵇ
+holds, a run's width, depth, data volume, steps, clip length, mask ratio or
+architecture should not matter once its RankMe is known. This module tests that claim
+axis by axis on a study's trained runs.
+
+Choices, all stated in fits.json:
+- An axis is a set of result columns (``AXES``). Its *base* value is the most common
+  value among the trained runs (the study's base config; ties go to the smaller value,
+  compared as text when values are not numbers). A run *varies* an axis when any of the
+  axis's columns differs from the base.
+- The law is the log-log power law ``suite = a·RankMeᵇ`` (``powerlaw.fit_power``): two
+  parameters, so it can be fitted on the few runs that keep an axis at its base.
+- Leave-one-axis-out: fit on the runs that do not vary axis A, predict the runs that do.
+  The error is the mean absolute error in suite points; the 95 % interval of each
+  prediction is the percentile interval of the predictions of a bootstrap over the
+  fitting runs (seeded). The verdict is "the law absorbs this axis" when the error is at
+  most ``tolerance`` (0.02 suite points by default) and "this axis breaks it" otherwise;
+  "not tested" when fewer than ``min_fit`` runs keep the axis at its base or none varies it.
+- Per-axis residuals: the log residuals of the law fitted on all trained runs, averaged
+  over the runs that vary each axis (a systematic sign says the axis shifts the law).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from audioscale.scaling.bootstrap import resample_indices
+from audioscale.scaling.powerlaw import fit_power, power_ols_batch
+from audioscale.utils import finite_or_none, float_or_nan
+
+AXES: dict[str, tuple[str, ...]] = {
+    "width": ("width",),
+    "depth": ("depth",),
+    "data volume": ("data_hours",),
+    "steps": ("examples_seen",),
+    "clip length": ("clip_seconds",),
+    "mask ratio": ("mask_ratio",),
+    "architecture": ("family", "patch"),
+}
+TOLERANCE = 0.02
+MIN_FIT = 4
+
+
+def _key(v: object) -> object:
+    """Comparable form of a column value: numbers rounded to 9 digits (config values
+    written through JSON and SQLite), text as text, None / NaN as None."""
+    if v is None or isinstance(v, str) and finite_or_none(v) is None:
+        return None if v is None else str(v)
+    x = finite_or_none(v)
+    return None if x is None else round(x, 9)
+
+
+def _sort_key(v: object) -> tuple:
+    return (0, v, "") if isinstance(v, float) else (1, 0.0, str(v))
+
+
+def base_values(rows: list[dict]) -> dict[str, object]:
+    """Most common value of every axis column among ``rows`` (ties: the smallest)."""
+    base = {}
+    for cols in AXES.values():
+        for c in cols:
+            counts = Counter(_key(r.get(c)) for r in rows)
+            top = max(counts.values()) if counts else 0
+            tied = sorted((v for v, k in counts.items() if k == top), key=_sort_key)
+            base[c] = tied[0] if tied else None
+    return base
+
+
+def varies(rows: list[dict], base: dict[str, object]) -> dict[str, np.ndarray]:
+    """Axis → boolean mask of the rows that differ from the base on that axis."""
+    return {
+        axis: np.array([any(_key(r.get(c)) != base[c] for c in cols) for r in rows], bool)
+        for axis, cols in AXES.items()
+    }
+
+
+def _xy(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    x = np.array([float_or_nan(r.get("rankme")) for r in rows], dtype=float)
+    return x, np.array([float_or_nan(r.get("suite")) for r in rows], dtype=float)
+
+
+def _predictions(
+    x_fit: np.ndarray, y_fit: np.ndarray, x_new: np.ndarray, n_resamples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Point predictions, (lo, hi) 95 % bootstrap intervals, failed-resample fraction."""
+    fit = fit_power(x_fit, y_fit)
+    point = fit.predict(x_new) if fit.converged else np.full(x_new.shape, np.nan)
+    idx = resample_indices(x_fit.size, n_resamples, seed)
+    loga, b = power_ols_batch(np.log(x_fit)[idx], np.log(y_fit)[idx])
+    pred = np.exp(loga[:, None] + b[:, None] * np.log(x_new)[None, :])
+    ok = np.all(np.isfinite(pred), axis=1)
+    failed = 1.0 - ok.mean() if ok.size else 1.0
+    if ok.sum() < 2:
+        return point, np.full((2, x_new.size), np.nan), failed
+    return point, np.quantile(pred[ok], [0.025, 0.975], axis=0), float(failed)
+
+
+def leave_one_axis_out(
+    rows: list[dict],
+    tolerance: float = TOLERANCE,
+    min_fit: int = MIN_FIT,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Per axis: fit on the runs at its base, predict the runs that vary it."""
+    x, y = _xy(rows)
+    good = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    rows = [r for r, g in zip(rows, good, strict=True) if g]
+    x, y = x[good], y[good]
+    base = base_values(rows)
+    masks = varies(rows, base)
+    out: dict = {
+        "law": "suite = a * rankme^b (log-log), fitted on the runs at the axis's base value",
+        "tolerance": tolerance,
+        "base": {c: base[c] for cols in AXES.values() for c in cols},
+        "axes": {},
+    }
+    for axis, vary in masks.items():
+        keep = ~vary
+        res: dict = {"n_vary": int(vary.sum()), "n_fit": int(keep.sum())}
+        if vary.sum() == 0 or keep.sum() < min_fit:
+            why = "no run varies it" if vary.sum() == 0 else f"< {min_fit} runs at its base"
+            res.update(verdict="not tested", reason=why)
+            out["axes"][axis] = res
+            continue
+        point, (lo, hi), failed = _predictions(x[keep], y[keep], x[vary], n_resamples, seed)
+        err = np.abs(point - y[vary])
+        inside = (y[vary] >= lo) & (y[vary] <= hi)
+        res.update(
+            mae=float(np.mean(err)),
+            max_error=float(np.max(err)),
+            inside_interval=int(inside.sum()),
+            failed_resamples=failed,
+            runs=[
+                {
+                    "run_id": r.get("run_id"),
+                    "measured": float(m),
+                    "predicted": float(p),
+                    "lo": float(a),
+                    "hi": float(b),
+                }
+                for r, m, p, a, b in zip(
+                    [r for r, v in zip(rows, vary, strict=True) if v],
+                    y[vary],
+                    point,
+                    lo,
+                    hi,
+                    strict=True,
+                )
+            ],
+        )
+        res["verdict"] = (
+            "the law absorbs this axis" if res["mae"] <= tolerance else "this axis breaks it"
+        )
+        out["axes"][axis] = res
+    return out
+
+
+def axis_residuals(rows: list[dict]) -> dict:
+    """Mean log residual of the all-runs power law over the runs varying each axis."""
+    x, y = _xy(rows)
+    good = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    rows = [r for r, g in zip(rows, good, strict=True) if g]
+    x, y = x[good], y[good]
+    if x.size < 3:
+        return {"note": "fewer than 3 trained runs with RankMe and suite"}
+    fit = fit_power(x, y)
+    if not fit.converged:
+        return {"note": f"power law not fitted: {fit.message}"}
+    resid = np.log(y) - np.log(fit.predict(x))
+    out: dict = {}
+    for axis, vary in varies(rows, base_values(rows)).items():
+        if vary.any():
+            out[axis] = {
+                "n": int(vary.sum()),
+                "mean_log_residual": float(resid[vary].mean()),
+                "base_mean_log_residual": float(resid[~vary].mean()) if (~vary).any() else None,
+            }
+    return out

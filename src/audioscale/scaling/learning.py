@@ -1,0 +1,204 @@
+"""Did pretraining help, and did compute buy quality? The study's learning checks.
+
+A scaling law over encoders that are worse than no training says nothing a researcher
+can act on, so every study answers these questions from its own rows before any law is
+read (all numbers are suite scores, the mean of the task scores):
+- **Training against random init.** Each trained run is compared with the random-init
+  encoder of its own architecture (same family, patch, width, depth and heads: the
+  baseline the sweep adds per architecture). Reported: the fraction of trained runs that
+  beat theirs, and the best trained score minus the best random-init score.
+- **Training against the log-mel baseline** (kind ``baseline``; its features are
+  standardised, see ``embed.baselines``): the best trained score minus its score.
+- **Compute at each size.** Among runs that keep every other axis at the study's base
+  (``axes.base_values``: data volume, clip length, mask ratio, architecture), the runs of
+  one size (width, depth) are ordered by examples seen; compute "bought quality" at that
+  size when the score rises from the smallest to the largest budget (and the fraction of
+  consecutive budget pairs that rise is reported).
+- **The largest budget.** Among those base runs, the runs at the largest step budget
+  (examples seen) that at least two sizes share are compared: is the winner the largest
+  model?
+``MARGIN`` (0.03 suite points) is the margin the verdict asks of "clearly beats".
+"""
+
+from __future__ import annotations
+
+from audioscale.scaling.axes import AXES, _key, base_values
+from audioscale.utils import finite_or_none
+
+MARGIN = 0.03
+ARCH_KEYS = ("family", "patch", "width", "depth", "heads")
+OTHER_AXES = ("data volume", "clip length", "mask ratio", "architecture")
+
+
+_num = finite_or_none  # a suite score, steps or FLOPs, or None when missing
+
+
+def _sort_num(v: object) -> float:
+    return v if isinstance(v, float) else -1.0
+
+
+def _arch(r: dict) -> tuple:
+    return tuple(_key(r.get(k)) for k in ARCH_KEYS)
+
+
+def _size(r: dict) -> tuple:
+    return (_key(r.get("width")), _key(r.get("depth")))
+
+
+def _label(size: tuple) -> str:
+    """``64x2`` for width 64, depth 2 (``?`` where a value is missing)."""
+    return "x".join("?" if v is None else f"{v:g}" for v in size)
+
+
+def versus_baselines(trained: list[dict], others: list[dict]) -> dict:
+    """Margins of the trained runs over random init (per architecture) and log-mel."""
+    scored = [r for r in trained if _num(r.get("suite")) is not None]
+    random = {_arch(r): r for r in others if r.get("kind") == "random-init"}
+    random = {k: r for k, r in random.items() if _num(r.get("suite")) is not None}
+    logmel = [r for r in others if r.get("kind") == "baseline" and _num(r.get("suite")) is not None]
+    out: dict = {"n_trained": len(scored), "margin_asked": MARGIN}
+    if not scored:
+        return out
+    best = max(scored, key=lambda r: r["suite"])
+    out["best_trained"] = {"run_id": best.get("run_id"), "suite": float(best["suite"])}
+    pairs = [(r, random.get(_arch(r))) for r in scored]
+    pairs = [(r, b) for r, b in pairs if b is not None]
+    if pairs:
+        wins = [float(r["suite"]) - float(b["suite"]) for r, b in pairs]
+        out["vs_own_random_init"] = {
+            "n_compared": len(pairs),
+            "n_beat": sum(w > 0 for w in wins),
+            "fraction_beat": sum(w > 0 for w in wins) / len(pairs),
+            "mean_margin": sum(wins) / len(wins),
+        }
+        best_r = max(random.values(), key=lambda r: r["suite"])
+        out["best_random_init"] = {"run_id": best_r.get("run_id"), "suite": float(best_r["suite"])}
+        out["margin_over_random_init"] = float(best["suite"]) - float(best_r["suite"])
+    if logmel:
+        lm = max(logmel, key=lambda r: r["suite"])
+        out["logmel"] = {"run_id": lm.get("run_id"), "suite": float(lm["suite"])}
+        out["margin_over_logmel"] = float(best["suite"]) - float(lm["suite"])
+    return out
+
+
+def _base_runs(trained: list[dict]) -> list[dict]:
+    base = base_values(trained)
+    keep = []
+    for r in trained:
+        if all(_key(r.get(c)) == base[c] for a in OTHER_AXES for c in AXES[a]):
+            keep.append(r)
+    return [r for r in keep if _num(r.get("suite")) is not None]
+
+
+def compute_buys_quality(trained: list[dict]) -> dict:
+    """Per size: does the score rise with the step budget? And who wins the largest one?"""
+    runs = _base_runs(trained)
+    sizes: dict[tuple, list[dict]] = {}
+    for r in runs:
+        if _num(r.get("examples_seen")) is not None:
+            sizes.setdefault(_size(r), []).append(r)
+    per_size = {}
+    for size, rs in sorted(sizes.items(), key=lambda kv: tuple(_sort_num(x) for x in kv[0])):
+        budgets: dict[float, list[float]] = {}
+        for r in rs:
+            budgets.setdefault(float(r["examples_seen"]), []).append(float(r["suite"]))
+        if len(budgets) < 2:
+            continue
+        xs = sorted(budgets)
+        ys = [sum(budgets[x]) / len(budgets[x]) for x in xs]
+        rises = [b > a for a, b in zip(ys, ys[1:], strict=False)]
+        per_size[_label(size)] = {
+            "examples_seen": xs,
+            "suite": ys,
+            "rises_overall": ys[-1] > ys[0],
+            "fraction_of_steps_rising": sum(rises) / len(rises),
+        }
+    out: dict = {"per_size": per_size}
+    if per_size:
+        out["all_sizes_rise"] = all(v["rises_overall"] for v in per_size.values())
+    sizes_at: dict[float, set] = {}
+    for r in runs:
+        if _num(r.get("examples_seen")) is not None:
+            sizes_at.setdefault(float(r["examples_seen"]), set()).add(_size(r))
+    shared = [x for x, s in sizes_at.items() if len(s) > 1]
+    if shared:
+        top = max(shared)
+        at_top = [r for r in runs if _num(r.get("examples_seen")) == top]
+        win = max(at_top, key=lambda r: r["suite"])
+        largest = max(at_top, key=lambda r: _num(r.get("params_nonembed")) or 0)
+        out["largest_budget"] = {
+            "examples_seen": top,
+            "n_runs": len(at_top),
+            "winner": win.get("run_id"),
+            "winner_is_largest_model": _size(win) == _size(largest),
+            "sizes": sorted({_label(_size(r)) for r in at_top}),
+        }
+    return out
+
+
+def sentences(learning: dict, verification: dict | None = None) -> list[str]:
+    """The verdict's plain words on learning, compute and the verification run."""
+    vb, cb = learning.get("baselines", {}), learning.get("compute", {})
+    out = []
+    if "margin_over_random_init" in vb:
+        m = vb["margin_over_random_init"]
+        own = vb["vs_own_random_init"]
+        verb = "beat" if m >= MARGIN else "did not clearly beat" if m > 0 else "did not beat"
+        out.append(
+            f"Training {verb} random init: the best trained run scored "
+            f"{vb['best_trained']['suite']:.3f}, {m:+.3f} against the best random-init encoder "
+            f"({vb['best_random_init']['suite']:.3f}); {own['n_beat']} of {own['n_compared']} "
+            f"trained runs beat the random-init encoder of their own architecture."
+        )
+    if "margin_over_logmel" in vb:
+        m = vb["margin_over_logmel"]
+        verb = "beat" if m >= MARGIN else "did not clearly beat" if m > 0 else "did not beat"
+        out.append(
+            f"It {verb} the standardised log-mel baseline ({vb['logmel']['suite']:.3f}) by "
+            f"{m:+.3f}."
+        )
+    per = cb.get("per_size", {})
+    if per:
+        rising = [k for k, v in per.items() if v["rises_overall"]]
+        if len(rising) == len(per):
+            out.append(f"More steps bought a higher score at every size ({', '.join(per)}).")
+        else:
+            flat = [k for k in per if k not in rising]
+            out.append(
+                f"More steps bought a higher score at {len(rising)} of {len(per)} sizes; "
+                f"not at {', '.join(flat)}."
+            )
+    lb = cb.get("largest_budget")
+    if lb and len(lb["sizes"]) > 1:
+        who = "the largest model" if lb["winner_is_largest_model"] else "not the largest model"
+        out.append(
+            f"At the largest step budget ({lb['examples_seen']:.3g} examples seen) the "
+            f"best run was {who} ({lb['winner']})."
+        )
+    if verification:
+        out.append(verification_sentence(verification))
+    return out
+
+
+def verification_sentence(v: dict) -> str:
+    """Plain words for a checked verification run."""
+    if "run" not in v:
+        return f"No verification run: {v.get('note', 'no allocation')}."
+    run, pred = v["run"], v.get("predicted", {})
+    outcome = v.get("outcome", "not run")
+    iv = pred.get("interval")
+    iv_s = f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else " (no interval)"
+    head = (
+        f"The allocation for {v['budget_flops']:.2g} FLOPs was verified by training "
+        f"{run['preset']} for {run['steps']} steps: predicted suite "
+        f"{pred.get('suite') or float('nan'):.3f}{iv_s}"
+    )
+    if outcome in ("hit", "miss", "no interval"):
+        meas = v["measured"]["suite"]
+        tail = {
+            "hit": "inside the interval (hit)",
+            "miss": f"outside the interval by {v.get('miss_by', 0):.3f} (miss)",
+            "no interval": "with no interval to check",
+        }[outcome]
+        return f"{head}, measured {meas:.3f}, {tail}."
+    return f"{head}; that run has not been trained yet (--no-verify, or a sweep after it)."

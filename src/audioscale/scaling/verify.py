@@ -1,0 +1,198 @@
+"""Close the loop: train the allocated configuration and check it against its prediction.
+
+A compute allocation (``allocation.allocate``) names a continuous optimum (N*, D*) for a
+FLOP budget C. A run can only be trained at a real model size, so the verification run
+is planned as follows, and every choice is written to fits.json:
+- candidates are the size-ladder presets (``models.ladder.PRESETS``) in the study's base
+  architecture (family, patch, clip length and mask ratio of the base config); each gets
+  its non-embedding parameter count N (built on the meta device, no memory) and its
+  training FLOPs per example f(N) (``models.accounting``);
+- the preset nearest N* in log N is chosen; it is trained on D = C / f(N) examples, i.e.
+  round(D / batch) steps of the base batch size, so the run spends the budget;
+- the prediction for that (N, D) is the joint law E + A/N^α + B/D^β evaluated at the
+  fitted parameters, with a 95 % percentile interval from a bootstrap over the trained
+  runs (each resample refitted, warm-started from the full fit; the failed fraction is
+  reported and the interval refused above ``bootstrap.MAX_FAILED_FRACTION``);
+- the target is the suite error 1 − suite, so the predicted suite is 1 − L.
+After the run is measured, ``check`` reports measured against predicted, the interval
+and a plain hit (inside) or miss (with its size in suite points).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from audioscale.scaling.bootstrap import resample_indices, summarise
+from audioscale.scaling.powerlaw import WARM_MAX_NFEV, fit_joint, joint_start_from, predict
+from audioscale.utils import float_or_nan
+
+
+def ladder_candidates(base_model: dict, frontend: dict | None, clip_seconds: float) -> list:
+    """(preset, N non-embedding encoder params, training FLOPs/example) for every rung."""
+    import torch
+
+    from audioscale.config import FrontendConfig, ModelConfig
+    from audioscale.models.accounting import count_params, train_flops_per_example
+    from audioscale.models.ladder import PRESETS
+    from audioscale.models.mae import build_mae
+
+    fe = FrontendConfig(**(frontend or {}))
+    keep = {k: v for k, v in base_model.items() if k in ("family", "patch", "mask_ratio")}
+    out = []
+    for name in PRESETS:
+        cfg = ModelConfig(**keep, preset=name)
+        with torch.device("meta"):
+            n = count_params(build_mae(cfg, fe))["encoder_nonembed"]
+        out.append((name, float(n), float(train_flops_per_example(cfg, fe, clip_seconds))))
+    return out
+
+
+def choose_run(n_opt: float, budget: float, candidates: list, batch_size: int) -> dict:
+    """The rung nearest N* (log distance) and its steps for the budget."""
+    name, n, fpe = min(candidates, key=lambda c: abs(math.log(c[1] / n_opt)))
+    steps = max(1, round(budget / fpe / batch_size))
+    return {
+        "preset": name,
+        "N": n,
+        "flops_per_example": fpe,
+        "steps": int(steps),
+        "D": float(steps * batch_size),
+        "flops": float(steps * batch_size * fpe),
+    }
+
+
+def predict_interval(
+    n: np.ndarray,
+    d: np.ndarray,
+    target: np.ndarray,
+    n_new: float,
+    d_new: float,
+    n_resamples: int = 300,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """Joint-law prediction of ``target`` at (n_new, d_new), summarised with a bootstrap
+    percentile interval (``bootstrap.summarise``: refused above its failed fraction)."""
+    joint = fit_joint(n, d, target)
+    if not joint.converged:
+        return {"value": None, "ci": None, "note": f"joint law not fitted: {joint.message}"}
+    at = np.array([n_new]), np.array([d_new])
+    value = float(predict("joint", joint.params, *at)[0])
+    start = [joint_start_from(joint)]
+    preds = np.full(n_resamples, np.nan)
+    for r, idx in enumerate(resample_indices(n.size, n_resamples, seed)):
+        j = fit_joint(n[idx], d[idx], target[idx], starts=start, max_nfev=WARM_MAX_NFEV)
+        if j.converged:
+            preds[r] = predict("joint", j.params, *at)[0]
+    return summarise(value, preds, level, n.size)
+
+
+def plan(
+    alloc: dict,
+    rows_n: np.ndarray,
+    rows_d: np.ndarray,
+    rows_err: np.ndarray,
+    candidates: list,
+    batch_size: int,
+    seed: int = 0,
+    n_resamples: int = 300,
+) -> dict:
+    """Verification plan from an allocation of the suite error: the run and its prediction."""
+    n_opt = (alloc.get("N") or {}).get("value")
+    budget = alloc.get("budget_flops")
+    if not n_opt or not budget:
+        return {"note": "no allocation to verify: " + str(alloc.get("note", "no optimum"))}
+    run = choose_run(float(n_opt), float(budget), candidates, batch_size)
+    run["N_over_allocated"] = run["N"] / float(n_opt)  # far from 1: N* is off the ladder range
+    err = predict_interval(
+        rows_n, rows_d, rows_err, run["N"], run["D"], n_resamples=n_resamples, seed=seed
+    )
+    pred = {k: v for k, v in err.items() if k not in ("value", "ci")}
+    pred["suite"] = None if err.get("value") is None else 1.0 - err["value"]
+    pred["interval"] = [1.0 - err["ci"][1], 1.0 - err["ci"][0]] if err.get("ci") else None
+    return {
+        "budget_flops": float(budget),
+        "allocated_N": float(n_opt),
+        "allocated_D": (alloc.get("D") or {}).get("value"),
+        "on_grid_edge": bool(alloc.get("on_grid_edge")),
+        "run": run,
+        "predicted": pred,
+        "method": "nearest ladder rung to N* in log N; steps = budget / f(N) / batch",
+    }
+
+
+def check(verification: dict, measured_suite: float | None) -> dict:
+    """Add the measured score and a plain hit / miss to a verification plan."""
+    out = dict(verification)
+    out["measured"] = {"suite": measured_suite}
+    pred = verification.get("predicted", {})
+    iv = pred.get("interval")
+    if measured_suite is None or not np.isfinite(measured_suite):
+        out["outcome"] = "not measured"
+    elif not iv:
+        out["outcome"] = "no interval"
+    elif iv[0] <= measured_suite <= iv[1]:
+        out["outcome"] = "hit"
+        out["miss_by"] = 0.0
+    else:
+        out["outcome"] = "miss"
+        out["miss_by"] = float(min(abs(measured_suite - iv[0]), abs(measured_suite - iv[1])))
+    if pred.get("suite") is not None and measured_suite is not None:
+        out["error"] = float(measured_suite - pred["suite"])
+    return out
+
+
+def _col(rows: list[dict], key: str) -> np.ndarray:
+    return np.array([float_or_nan(r.get(key)) for r in rows], dtype=float)
+
+
+def _mode(rows: list[dict], key: str, default: object) -> object:
+    vals = [r.get(key) for r in rows if r.get(key) is not None]
+    return max(sorted(set(vals), key=str), key=vals.count) if vals else default
+
+
+MAX_RUNG_FACTOR = 4.0  # rungs above 4x the largest trained N are not candidates
+
+
+def verification_for(
+    trained: list[dict],
+    verify_rows: list[dict],
+    joint: dict,
+    seed: int = 0,
+    n_resamples: int = 300,
+) -> dict:
+    """fits.json's ``verification``: the plan from the suite-error allocation of ``joint``
+    (study_fits.joint_laws), checked against the measured verify run when there is one.
+    Candidates are the ladder rungs up to ``MAX_RUNG_FACTOR`` x the largest trained N in
+    the runs' most common family, patch, mask ratio, clip length and batch size."""
+    alloc = joint.get("suite_error") or {}
+    if not (alloc.get("N") or {}).get("value"):
+        return {
+            "note": "no allocation to verify: " + str(alloc.get("note", "joint law not fitted"))
+        }
+    n_col = alloc.get("N_column") or "params_nonembed"
+    n, d, err = _col(trained, n_col), _col(trained, "examples_seen"), 1 - _col(trained, "suite")
+    ok = np.isfinite(n) & np.isfinite(d) & np.isfinite(err) & (n > 0) & (d > 0) & (err > 0)
+    base_model = {k: _mode(trained, k, None) for k in ("family", "patch", "mask_ratio")}
+    base_model = {k: v for k, v in base_model.items() if v is not None}
+    clip = float(_mode(trained, "clip_seconds", 2.0))  # type: ignore[arg-type]
+    batch = int(_mode(trained, "batch_size", 32))  # type: ignore[arg-type]
+    cands = [c for c in ladder_candidates(base_model, None, clip)
+             if c[1] <= MAX_RUNG_FACTOR * float(np.nanmax(n[ok]))]  # fmt: skip
+    out = plan(alloc, n[ok], d[ok], err[ok], cands, batch, seed=seed, n_resamples=n_resamples)
+    if "run" not in out:
+        return out
+    out["base"] = {**base_model, "clip_seconds": clip, "batch_size": batch}
+    run = out["run"]
+    match = [
+        r
+        for r in verify_rows
+        if r.get("preset") == run["preset"] and _col([r], "steps")[0] == run["steps"]
+    ]
+    if not match:
+        out["outcome"] = "not run"
+        return out
+    out["run_id"] = match[0].get("run_id")
+    return check(out, float(_col(match, "suite")[0]))
