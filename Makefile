@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 # CPU build of torch already on disk; unpinned, pip would pick a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint venv system-deps system-deps-browser bench clean
+.PHONY: demo test test-random lint venv system-deps system-deps-browser bench clean
 
 venv: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ demo: venv system-deps
 test: venv system-deps-browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -x --durations=15
+
+# the same suite in a random order (a seed is printed; rerun one with RANDOM_ORDER_SEED=N)
+test-random: venv system-deps-browser
+	$(PY) -m pytest -q -p random_order --random-order $(if $(RANDOM_ORDER_SEED),--random-order-seed=$(RANDOM_ORDER_SEED))
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from spectrum_helpers import with_spectrum
 
 from audioscale.errors import EmbeddingError
 from audioscale.metrics import GramAccumulator, rankme, spectrum_metrics
@@ -22,14 +23,6 @@ def formula(s, eps=1e-7):
     s = np.asarray(s, dtype=np.float64)
     p = s / s.sum() + eps
     return float(np.exp(-np.sum(p * np.log(p))))
-
-
-def with_spectrum(s, n, k, seed=0):
-    """An n x k matrix whose singular values are exactly s (len(s) <= min(n, k))."""
-    rng = np.random.default_rng(seed)
-    u, _ = np.linalg.qr(rng.standard_normal((n, len(s))))
-    v, _ = np.linalg.qr(rng.standard_normal((k, len(s))))
-    return (u * np.asarray(s, dtype=np.float64)) @ v.T
 
 
 def rel(a, b):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from spectrum_helpers import with_spectrum
 
 from audioscale.embed.base import Encoder
 from audioscale.errors import EmbeddingError
@@ -24,13 +25,6 @@ from audioscale.metrics.measure import subsample_indices, subsample_rows
 from audioscale.metrics.spectral import alpha_req
 
 METRICS = ("rankme", "nesum", "stable_rank", "participation_ratio")
-
-
-def with_spectrum(s, n, k, seed=0):
-    rng = np.random.default_rng(seed)
-    u, _ = np.linalg.qr(rng.standard_normal((n, len(s))))
-    v, _ = np.linalg.qr(rng.standard_normal((k, len(s))))
-    return (u * np.asarray(s, dtype=np.float64)) @ v.T
 
 
 def orthogonal(m, seed):

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from markupsafe import escape
 
 from audioscale.report import build_report, write_report
 from audioscale.report.figures import FIGURES
@@ -112,6 +113,7 @@ def test_small_and_odd_studies_say_so(tmp_path, n):
 def _write_store(study_dir: Path, rows: list[dict], ckpt: list[dict]) -> None:
     """Put synthetic rows into a real study.db through the store's own API."""
     from audioscale.config import RunConfig
+    from audioscale.sweep.records import RunInfo
     from audioscale.sweep.store import SPECTRAL_KEYS, Store
 
     with Store(study_dir / "study.db") as st:
@@ -133,8 +135,9 @@ def _write_store(study_dir: Path, rows: list[dict], ckpt: list[dict]) -> None:
                         "step": c["step"], "fraction": c["fraction"], "rankme": c["rankme"],
                         "loss": c["loss"], **base,
                     })  # fmt: skip
-            skip = {"run_id", "name", "kind", *SPECTRAL_KEYS}  # rankme_gap: run info
-            info = {k: v for k, v in r.items() if k not in skip and v is not None}
+            # info holds what run.py writes (records.RunInfo), rankme_gap (the run's
+            # equal-N gap) included; rankme_N/K come from the spectral row
+            info = {k: v for k, v in r.items() if k in RunInfo.names() and v is not None}
             info["rankme_pool"] = "heldout"
             probes = []
             if r.get("suite") is not None:
@@ -165,7 +168,7 @@ def test_store_fit_report_cli(tmp_path, capsys):
     assert rc == 0 and printed == str(tmp_path / "report.html")
     html = Path(printed).read_text(encoding="utf-8")
     assert "synthetic" in html and html.count("<img ") == len(FIGURES)
-    assert "probe.linear" in html and "&quot;epochs&quot;: 30" in html
+    assert "probe.linear" in html and str(escape('"epochs": 30')) in html
     # write_report fits first when fits.json is missing
     (tmp_path / "fits.json").unlink()
     assert write_report(tmp_path, settings=FAST) == tmp_path / "report.html"

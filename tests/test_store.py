@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from audioscale.errors import DataError
 from audioscale.sweep.spec import load_sweep
 from audioscale.sweep.store import CHECKPOINT_COLUMNS, RESULT_COLUMNS, Store
 
@@ -44,7 +45,7 @@ def fake_result(run_id: str, rankme: float, kind: str = "trained") -> dict:
             "wall_s": 1.5,
         },  # fmt: skip
         "train_metrics": [
-            {"step": 10, "loss": 0.9, "lr": 1e-3, "ex/s": 50.0},
+            {"step": 10, "loss": 0.9, "lr": 1e-3, "examples_per_s": 50.0},
             {"step": 20, "loss": 0.8},
             {"step": 20, "heldout_loss": 0.85},  # a second line for the same step merges
         ],
@@ -204,3 +205,117 @@ def test_runs_an_edited_spec_dropped_leave_the_results(store):
     assert [r["run_id"] for r in store.results()] == [b.run_id]
     assert {r["run_id"] for r in store.checkpoint_metrics()} == {b.run_id}
     assert len(store.runs("done")) == 2  # kept in the database
+
+
+# --------------------------------------------------------------------------- result records
+
+
+def test_csv_header_store_columns_and_report_table_derive_from_the_record(store, tmp_path):
+    from audioscale.report.html import RUN_COLUMNS, sec_runs
+    from audioscale.sweep import records
+
+    jobs = _jobs()
+    store.add_runs(jobs)
+    store.record(fake_result(jobs[0].run_id, 10.0))
+    fixed = records.ResultRow.names()
+    assert RESULT_COLUMNS == fixed == records.result_columns()
+    (row,) = store.results()
+    assert list(row) == [*fixed, "task.pitch.knn", "task.pitch.linear"]
+    with open(store.export(tmp_path)["csv"]) as f:
+        assert next(csv.reader(f)) == list(row)
+    shown = [f.name for f in records.ResultRow.fields() if f.metadata["report"] is not None]
+    assert set(RUN_COLUMNS) == set(shown) and RUN_COLUMNS == records.report_columns()
+    assert all(f.metadata["doc"] for f in records.ResultRow.fields())  # every field described
+    # every key a result's info may hold is a results column
+    assert set(records.RunInfo.names()) <= set(fixed)
+    assert "<th>rankme_gap</th>" in sec_runs([row])
+
+
+def test_a_field_added_to_the_record_reaches_store_csv_and_report(store, tmp_path, monkeypatch):
+    from dataclasses import dataclass
+
+    from audioscale.report.html import sec_runs
+    from audioscale.sweep import records
+
+    @dataclass
+    class Info(records.RunInfo):
+        new_metric: float | None = records.column("a new measurement", report=99)
+
+    @dataclass
+    class Row(records.ResultRow):
+        new_metric: float | None = records.column("a new measurement", report=99)
+
+    jobs = _jobs()
+    store.add_runs(jobs)
+    result = fake_result(jobs[0].run_id, 10.0)
+    result["info"]["new_metric"] = 0.25
+    with pytest.raises(DataError, match="new_metric not declared in RunInfo"):
+        store.record(result)  # not declared yet: refused
+    monkeypatch.setattr(records, "RunInfo", Info)
+    monkeypatch.setattr(records, "ResultRow", Row)
+    store.record(result)
+    (row,) = store.results()
+    assert row["new_metric"] == 0.25 and list(row)[len(RESULT_COLUMNS)] == "new_metric"
+    with open(store.export(tmp_path)["csv"]) as f:
+        assert "new_metric" in next(csv.reader(f))
+    assert records.report_columns()[-1] == "new_metric"
+    assert "<th>new_metric</th>" in sec_runs([row])
+
+
+def test_unknown_keys_in_spectral_and_probe_rows_are_refused(store):
+    jobs = _jobs()
+    store.add_runs(jobs)
+    bad = fake_result(jobs[0].run_id, 10.0)
+    bad["spectral"][0]["rank_me"] = 1.0
+    with pytest.raises(DataError, match="rank_me not declared in SpectralRow"):
+        store.record(bad)
+    bad = fake_result(jobs[0].run_id, 10.0)
+    bad["probes"][0]["scroe"] = 1.0
+    with pytest.raises(DataError, match="scroe not declared in ProbeRow"):
+        store.record(bad)
+    assert store.counts()["pending"] == 2
+
+
+def test_store_tables_hold_exactly_the_record_fields(store, tmp_path):
+    from audioscale.sweep import records
+
+    db = sqlite3.connect(tmp_path / "study.db")
+
+    def cols(table):  # inserts name their columns, so the SQL's order is free
+        return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+
+    assert cols("spectral") == {"run_id", *records.SpectralRow.names()}
+    assert cols("probes") == {"run_id", *records.ProbeRow.names()}
+    assert cols("train_metrics") == {"run_id", *records.TrainMetricsRow.names(), "extra"}
+
+
+def test_trainer_log_keys_map_onto_train_metrics_columns():
+    """The only metrics.jsonl names that differ from the store's columns are the two the
+    trainer writes (``_MetricsLog.line`` / ``_counters``): hours_seen and examples_per_s."""
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    from audioscale.sweep import records
+
+    keys = records.TrainMetricsRow.log_keys()
+    assert keys == {"hours_seen": "hours", "examples_per_s": "ex_per_s"}
+    src = Path(find_spec("audioscale.train.trainer").origin).read_text()  # no torch import
+    for key in keys:
+        assert f'"{key}"' in src or f"{key}=" in src
+
+
+def test_columns_the_fits_and_report_read_by_name_are_record_fields():
+    """``col(rows, "<name>")`` in scaling/ and report/ reads a results column: each name
+    must be a ResultRow field (a renamed or misspelt column would read all-NaN)."""
+    import re
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    from audioscale.sweep import records
+
+    pkg = Path(find_spec("audioscale").origin).parent
+    used = set()
+    for path in [*(pkg / "scaling").glob("*.py"), *(pkg / "report").glob("*.py")]:
+        used |= set(re.findall(r'\bcol\(\s*[\w\[\]]+\s*,\s*"([\w.]+)"', path.read_text()))
+    assert {"rankme", "suite", "heldout_loss", "rankme_gap"} <= used
+    assert used <= set(records.ResultRow.names())

@@ -10,6 +10,7 @@ import pytest
 from sweep_helpers import flaky_job, make_corpus, tiny_spec
 
 from audioscale.cli import main
+from audioscale.sweep import records
 from audioscale.sweep.run import build_eval_context, pool_overlap, run_train_rows
 from audioscale.sweep.spec import load_sweep
 from audioscale.sweep.store import Store
@@ -71,6 +72,15 @@ def test_sweep_records_every_run_with_metrics_and_probes(study):
     assert all(math.isfinite(c["rankme"]) and c["loss"] is not None for c in ck)
     csv_text = (study / "results.csv").read_text()
     assert csv_text.count("\n") == 5 and "rankme_gap" in csv_text
+    # what run.py writes is declared in sweep.records, and the CSV header derives from it
+    fixed = records.ResultRow.names()
+    assert csv_text.splitlines()[0].split(",")[: len(fixed)] == fixed
+    results = [json.loads(p.read_text()) for p in study.glob("runs/*/result.json")]
+    assert len(results) == 4
+    for res in results:
+        assert set(res["info"]) <= set(records.RunInfo.names())
+        assert all(set(s) <= set(records.SpectralRow.names()) for s in res["spectral"])
+        assert all(set(p) <= set(records.ProbeRow.names()) for p in res["probes"])
     assert (study / "results.parquet").is_file() and (study / "sweep.yaml").is_file()
 
 

@@ -31,7 +31,7 @@ def fit_cmd(
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     huber: bool = typer.Option(False, "--huber", help="Huber loss instead of least squares."),
     budget: float = typer.Option(
-        None, "--budget", help="FLOP budget for the allocation (default 10x the largest run)."
+        None, "--budget", help="FLOP budget for the allocation (default 2x the largest run)."
     ),
     cut: float = typer.Option(
         None, "--cut", help="Compute cut (FLOPs) for fit-small-predict-large (default median)."

@@ -22,30 +22,10 @@ from markupsafe import Markup, escape
 
 from audioscale.report.figures import FigureRecord, make_figures
 from audioscale.scaling.study_fits import col, is_trained
+from audioscale.sweep import records
 from audioscale.utils import atomic_write_text
 
-RUN_COLUMNS = [
-    "run_id",
-    "kind",
-    "name",
-    "preset",
-    "width",
-    "depth",
-    "params_nonembed",
-    "examples_seen",
-    "hours_seen",
-    "epochs",
-    "train_flops",
-    "heldout_loss",
-    "rankme",
-    "rankme_gap",
-    "pool_overlap",
-    "alpha_req",
-    "suite",
-    "domain_speech",
-    "domain_music",
-    "domain_environment",
-]
+RUN_COLUMNS = records.report_columns()  # sweep.records.ResultRow fields with report=
 SETTING_COLUMNS = [
     "family",
     "preset",
@@ -534,13 +514,25 @@ def sec_axes(fits: dict) -> str:
         "<h2>Does RankMe unify the axes?</h2>"
         f"<p>{esc(loao.get('law', ''))}; an axis is absorbed when the held-out error is at most "
         f"{fmt(loao.get('tolerance'))} suite points.</p>"
-        + table(["axis", "runs fitted", "runs predicted", "MAE", "inside 95% interval",
-                 "mean log residual", "verdict"], rows)  # fmt: skip
+        + table(
+            [
+                "axis",
+                "runs fitted",
+                "runs predicted",
+                "MAE",
+                "inside 95% interval",
+                "mean log residual",
+                "verdict",
+            ],
+            rows,
+        )  # fmt: skip
     )
 
 
 def sec_runs(rows: list[dict]) -> str:
-    cols = [c for c in RUN_COLUMNS if any(r.get(c) is not None for r in rows)]
+    """The run table: the results fields marked ``report`` (``sweep.records``) that any
+    row holds."""
+    cols = [c for c in records.report_columns() if any(r.get(c) is not None for r in rows)]
     body = [[fmt(r.get(c)) for c in cols] for r in rows]
     return f"<h2>Runs ({len(rows)})</h2>" + table(cols, body)
 

@@ -39,10 +39,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import least_squares
+from scipy.optimize import OptimizeResult, least_squares
 
 from audioscale.utils import finite_or_none
 
@@ -196,6 +197,57 @@ def _sat_starts(x: np.ndarray, y: np.ndarray) -> list[list[float]]:
     return starts
 
 
+def _best_start(
+    fun: Callable[[np.ndarray], np.ndarray],
+    jac: Callable[[np.ndarray], np.ndarray],
+    starts: Iterable[np.ndarray],
+    bounds: tuple[list[float], list[float]],
+    settings: dict,
+    *,
+    huber: bool,
+    huber_delta: float,
+    max_nfev: int,
+    polish_nfev: int,
+    skip_value_errors: bool = False,
+) -> OptimizeResult | None:
+    """Bounded trust-region solves from each of ``starts`` (already inside ``bounds``); the
+    lowest-cost converged one, else the lowest-cost unfinished one continued to
+    ``polish_nfev`` evaluations (``settings["polished"]`` marks that), else None.
+    ``skip_value_errors``: a start scipy rejects with ValueError is skipped, not raised."""
+
+    def solve(t0: np.ndarray, nfev: int) -> OptimizeResult | None:
+        try:
+            return least_squares(
+                fun,
+                t0,
+                jac=jac,
+                bounds=bounds,
+                loss="huber" if huber else "linear",
+                f_scale=huber_delta,
+                max_nfev=nfev,
+                x_scale="jac",
+            )
+        except ValueError:
+            if skip_value_errors:
+                return None
+            raise
+
+    best = unfinished = None
+    for s in starts:
+        res = solve(s, max_nfev)
+        if res is None:
+            continue
+        if res.success and (best is None or res.cost < best.cost):
+            best = res
+        elif not res.success and (unfinished is None or res.cost < unfinished.cost):
+            unfinished = res
+    if best is None and unfinished is not None and polish_nfev > max_nfev:
+        res = solve(unfinished.x, polish_nfev)
+        settings["polished"] = True
+        best = res if res is not None and res.success else None
+    return best
+
+
 def fit_saturating(
     x: np.ndarray,
     y: np.ndarray,
@@ -239,42 +291,14 @@ def fit_saturating(
 
     starts = starts if starts is not None else _sat_starts(x, y)
     settings["n_starts"] = len(starts)
-    best = unfinished = None
-    for s in starts:
-        s = np.clip(np.asarray(s, float), lo, hi)
-        try:
-            res = least_squares(
-                resid,
-                s,
-                jac=jac,
-                bounds=(lo, hi),
-                loss="huber" if huber else "linear",
-                f_scale=huber_delta,
-                max_nfev=max_nfev,
-                x_scale="jac",
-            )
-        except ValueError:
-            continue
-        if res.success and (best is None or res.cost < best.cost):
-            best = res
-        elif not res.success and (unfinished is None or res.cost < unfinished.cost):
-            unfinished = res
-    if best is None and unfinished is not None and polish_nfev > max_nfev:
-        try:
-            res = least_squares(
-                resid,
-                unfinished.x,
-                jac=jac,
-                bounds=(lo, hi),
-                loss="huber" if huber else "linear",
-                f_scale=huber_delta,
-                max_nfev=polish_nfev,
-                x_scale="jac",
-            )
-        except ValueError:
-            res = None
-        settings["polished"] = True
-        best = res if res is not None and res.success else None
+    inside = (np.clip(np.asarray(s, float), lo, hi) for s in starts)
+    opts = {
+        "huber": huber,
+        "huber_delta": huber_delta,
+        "max_nfev": max_nfev,
+        "polish_nfev": polish_nfev,
+    }
+    best = _best_start(resid, jac, inside, (lo, hi), settings, skip_value_errors=True, **opts)
     if best is None:
         return Fit("saturating", nan_p, x.size, False, "no start converged", settings=settings)
     a, b, c = (float(v) for v in best.x)
@@ -398,31 +422,23 @@ def fit_joint(
     hi = [float(loss.max()), 200.0, 200.0, JOINT_EXP_BOUNDS[1], JOINT_EXP_BOUNDS[1]]
     starts = starts if starts is not None else _joint_starts(ln, ld, ll)
     settings["n_starts"] = len(starts)
-
-    def solve(t0: np.ndarray, nfev: int):
-        return least_squares(
-            lambda t: _joint_model(t, ln, ld) - ll,
-            t0,
-            jac=lambda t: _joint_jac(t, ln, ld),
-            bounds=(lo, hi),
-            loss="huber" if huber else "linear",
-            f_scale=huber_delta,
-            max_nfev=nfev,
-            x_scale="jac",
-        )
-
-    best = unfinished = None
-    for s in starts:
-        s = np.clip(np.asarray(s, float), np.array(lo) + 1e-9, np.array(hi) - 1e-9)
-        res = solve(s, max_nfev)
-        if res.success and (best is None or res.cost < best.cost):
-            best = res
-        elif not res.success and (unfinished is None or res.cost < unfinished.cost):
-            unfinished = res
-    if best is None and unfinished is not None and polish_nfev > max_nfev:
-        res = solve(unfinished.x, polish_nfev)
-        settings["polished"] = True
-        best = res if res.success else None
+    inside = (
+        np.clip(np.asarray(s, float), np.array(lo) + 1e-9, np.array(hi) - 1e-9) for s in starts
+    )
+    opts = {
+        "huber": huber,
+        "huber_delta": huber_delta,
+        "max_nfev": max_nfev,
+        "polish_nfev": polish_nfev,
+    }
+    best = _best_start(
+        lambda t: _joint_model(t, ln, ld) - ll,
+        lambda t: _joint_jac(t, ln, ld),
+        inside,
+        (lo, hi),
+        settings,
+        **opts,
+    )
     if best is None:
         return Fit("joint", nan_p, n.size, False, "no start converged", settings=settings)
     big_e, a, b, al, be = (float(v) for v in best.x)

@@ -98,7 +98,7 @@ class FitSettings:
     huber_delta: float = 0.1  # in log units, for the single-variable fits
     compute_cut: float | None = None  # None: median train_flops of the trained runs
     budget_flops: float | None = None  # None: budget_factor × the largest run's FLOPs
-    budget_factor: float = 3.0  # allocate 3x the largest run: a near, checkable extrapolation
+    budget_factor: float = 2.0  # allocate 2x the largest run: a near, checkable extrapolation
     residual_z: float = 2.0
     band_points: int = 60
 

@@ -70,6 +70,19 @@ import numpy as np
 from audioscale.audio.frames import frames_for_seconds
 from audioscale.config import RunConfig, config_hash
 from audioscale.errors import AudioscaleError, ConfigError
+from audioscale.sweep.records import (
+    EvalContextInfo,
+    GapInfo,
+    ProbeRow,
+    ReferenceLoss,
+    RunInfo,
+    SliceInfo,
+    SpectralMetrics,
+    SpectralRow,
+    SuiteSummary,
+    TrainingInfo,
+    check_keys,
+)
 from audioscale.sweep.spec import TRAINED_KINDS
 from audioscale.utils import atomic_save_json, finite_or_none
 
@@ -242,21 +255,21 @@ def spectral_row(z: np.ndarray, ctx: EvalContext, pool: str, **extra: Any) -> di
     from audioscale.metrics.spectral import spectrum_metrics
 
     res = spectrum_metrics(np.asarray(z, dtype=np.float64), centred=ctx.centred)
-    return {
-        "pool": pool,
-        "level": ctx.level,
-        "layer": ctx.layer,
-        "centred": ctx.centred,
-        "n": int(res.n),
-        "k": int(res.k),
-        "route": res.route,
-        "rankme": float(res.rankme),
-        "alpha_req": finite_or_none(res.alpha_req),
-        "nesum": finite_or_none(res.nesum),
-        "stable_rank": finite_or_none(res.stable_rank),
-        "participation_ratio": finite_or_none(res.participation_ratio),
+    return SpectralRow.build(
+        pool=pool,
+        level=ctx.level,
+        layer=ctx.layer,
+        centred=ctx.centred,
+        n=int(res.n),
+        k=int(res.k),
+        route=res.route,
+        rankme=float(res.rankme),
+        alpha_req=finite_or_none(res.alpha_req),
+        nesum=finite_or_none(res.nesum),
+        stable_rank=finite_or_none(res.stable_rank),
+        participation_ratio=finite_or_none(res.participation_ratio),
         **extra,
-    }
+    )
 
 
 def pool_matrix(encoder: Any, ctx: EvalContext, tasks: dict | None = None) -> np.ndarray:
@@ -299,13 +312,13 @@ def probe_rows(name: str, tasks: dict[str, tuple[Any, Any]], ctx: EvalContext):
     rows = []
     for task_name, by_proto in res.tasks.items():
         for proto, r in by_proto.items():
-            rows.append({
-                "task": task_name, "protocol": proto, "metric": r.get("metric"),
-                "score": finite_or_none(r.get("score")), "n_test": r.get("n_test"),
-                "domain": res.domains_of.get(task_name), "settings": r.get("settings", {}),
-            })  # fmt: skip
+            rows.append(ProbeRow(
+                task=task_name, protocol=proto, metric=r.get("metric"),
+                score=finite_or_none(r.get("score")), n_test=r.get("n_test"),
+                domain=res.domains_of.get(task_name), settings=r.get("settings", {}),
+            ).to_dict())  # fmt: skip
     flat = {k: finite_or_none(v) for k, v in res.flat().items() if not k.startswith("task.")}
-    return rows, flat
+    return rows, SuiteSummary.build(**flat)
 
 
 # --------------------------------------------------------------------------- stages
@@ -363,12 +376,11 @@ def streamed_row(encoder: Any, rows: list[dict], ctx: EvalContext, pool: str) ->
         encoder, rows, samples=None, level="frame", layer=ctx.layer, centred=ctx.centred,
         pool_name=pool, device=ctx.device, batch_size=ctx.batch_size,
     )  # fmt: skip
-    keys = ("rankme", "alpha_req", "nesum", "stable_rank", "participation_ratio")
-    return {
-        "pool": pool, "level": "frame", "layer": ctx.layer, "centred": ctx.centred,
-        "n": int(m["n"]), "k": int(m["k"]), "route": m["route"],
-        **{k: finite_or_none(m.get(k)) for k in keys},
-    }  # fmt: skip
+    return SpectralRow.build(
+        pool=pool, level="frame", layer=ctx.layer, centred=ctx.centred,
+        n=int(m["n"]), k=int(m["k"]), route=m["route"],
+        **{k: finite_or_none(m.get(k)) for k in SpectralMetrics.names()},
+    )  # fmt: skip
 
 
 def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress: bool = False):
@@ -423,8 +435,8 @@ def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress:
     walls.append(ref["wall_s"])
     info |= ref["value"]
     tr, held = sl[TRAIN_SLICE], sl[HELDOUT_SLICE]
-    info |= {"rankme_train": tr.get("rankme"), "rankme_train_N": tr.get("n"),
-             "rankme_heldout": held.get("rankme")}  # fmt: skip
+    info |= SliceInfo.build(rankme_train=tr.get("rankme"), rankme_train_N=tr.get("n"),
+                            rankme_heldout=held.get("rankme"))  # fmt: skip
     if tr and held:
         info["rankme_gap_heldout"] = tr["rankme"] - held["rankme"]
     if tr:
@@ -436,6 +448,7 @@ def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress:
         walls.append(gap["wall_s"])
         info |= gap["value"] or {}
     info["wall_s"] = float(sum(walls))
+    check_keys(RunInfo, info, f"{run_dir} info")
     return {
         "run_id": None,
         "kind": "trained",
@@ -484,9 +497,12 @@ def reference_heldout_loss(run_dir: Path, ctx: EvalContext) -> dict:
     model, cfg = load_mae(run_dir, FINAL, device)
     fe = cfg.frontend
     frames = reference_frames(model, fe)
-    out = {"heldout_loss": None, "heldout_mask_ratio": REF_MASK_RATIO,
-           "heldout_clip_frames": frames,
-           "heldout_clip_seconds": frames * fe.hop_length / fe.sample_rate}  # fmt: skip
+    out = ReferenceLoss.build(
+        heldout_loss=None,
+        heldout_mask_ratio=REF_MASK_RATIO,
+        heldout_clip_frames=frames,
+        heldout_clip_seconds=frames * fe.hop_length / fe.sample_rate,
+    )
     _, held = select_rows(cfg)
     if not held:
         return out
@@ -536,52 +552,53 @@ def gap_metrics(run_dir: Path, cfg: RunConfig, n_cap: int, ctx: EvalContext, tas
         n_used = clips = min(len(zt), len(zp))
         tr = spectral_row(subsample_rows(zt, n_used, ctx.seed), ctx, TRAIN_SLICE)
         po = spectral_row(subsample_rows(zp, n_used, ctx.seed), ctx, ctx.pool_name)
-    return {
-        "rankme_gap": tr["rankme"] - po["rankme"],
-        "rankme_gap_N": tr["n"] if n_used is None else n_used,
-        "rankme_gap_N_pool": po["n"],
-        "rankme_gap_clips": clips,
-        "rankme_gap_train": tr["rankme"],
-        "rankme_gap_pool": po["rankme"],
-    }
+    return GapInfo(
+        rankme_gap=tr["rankme"] - po["rankme"],
+        rankme_gap_N=tr["n"] if n_used is None else n_used,
+        rankme_gap_N_pool=po["n"],
+        rankme_gap_clips=clips,
+        rankme_gap_train=tr["rankme"],
+        rankme_gap_pool=po["rankme"],
+    ).to_dict()
 
 
 def trained_info(cfg: RunConfig, done: dict, card: dict, rows: list[dict], ctx: EvalContext):
-    """Results columns of a trained run, from its model card and done.json."""
+    """A trained run's ``records.TrainingInfo`` (from its model card and done.json) and
+    the study's ``EvalContextInfo``."""
     model = card.get("model", {})
     params = card.get("params", {})
-    info = {k: model.get(k) for k in ("family", "preset", "width", "depth", "heads", "patch",
-                                      "mask_ratio")}  # fmt: skip
-    info |= {
-        "params": params.get("encoder"),
-        "params_nonembed": params.get("encoder_nonembed"),
-        "params_total": params.get("total"),
-        "flops_per_example": card.get("flops_per_example"),
-        "train_flops": done.get("flops"),
-        "steps": done.get("steps"),
-        "batch_size": done.get("batch_size"),
-        "lr": done.get("lr", card.get("lr")),
-        "clip_seconds": card.get("clip_seconds"),
-        "examples_seen": done.get("examples"),
-        "tokens_seen": done.get("tokens"),
-        "hours_seen": done.get("hours_seen"),
-        "data_hours": done.get("data_hours"),
-        "data_files": len(rows),
-        "epochs": done.get("epochs"),
-        "final_loss": done.get("final_loss"),
-        "heldout_loss_own": done.get("heldout_loss"),  # the run's own mask and clip length
-        "pool_overlap": pool_overlap(ctx.pool_rows, rows),
-    }
-    return info | context_info(ctx)
+    info = TrainingInfo(
+        **{k: model.get(k) for k in ("family", "preset", "width", "depth", "heads", "patch",
+                                     "mask_ratio")},
+        params=params.get("encoder"),
+        params_nonembed=params.get("encoder_nonembed"),
+        params_total=params.get("total"),
+        flops_per_example=card.get("flops_per_example"),
+        train_flops=done.get("flops"),
+        steps=done.get("steps"),
+        batch_size=done.get("batch_size"),
+        lr=done.get("lr", card.get("lr")),
+        clip_seconds=card.get("clip_seconds"),
+        examples_seen=done.get("examples"),
+        tokens_seen=done.get("tokens"),
+        hours_seen=done.get("hours_seen"),
+        data_hours=done.get("data_hours"),
+        data_files=len(rows),
+        epochs=done.get("epochs"),
+        final_loss=done.get("final_loss"),
+        heldout_loss_own=done.get("heldout_loss"),  # the run's own mask and clip length
+        pool_overlap=pool_overlap(ctx.pool_rows, rows),
+    )  # fmt: skip
+    return info.to_dict() | context_info(ctx)
 
 
 def context_info(ctx: EvalContext) -> dict:
-    return {
-        "rankme_pool": ctx.pool_name,
-        "rankme_level": ctx.level,
-        "rankme_layer": ctx.layer,
-        "rankme_centred": ctx.centred,
-    }
+    return EvalContextInfo(
+        rankme_pool=ctx.pool_name,
+        rankme_level=ctx.level,
+        rankme_layer=ctx.layer,
+        rankme_centred=ctx.centred,
+    ).to_dict()
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -607,10 +624,11 @@ def execute_baseline(job: Any, run_dir: str | Path, ctx: EvalContext) -> dict:
 
         encoder = RandomInitEncoder(cfg.model, cfg.frontend, seed=cfg.train.seed)
         model = resolve(cfg.model).model_dump(mode="json")
-        info = {k: model.get(k) for k in ("family", "preset", "width", "depth", "heads",
-                                          "patch")}  # fmt: skip
-        info |= encoder_params(cfg) | {"steps": 0, "examples_seen": 0, "hours_seen": 0.0,
-                                       "train_flops": 0.0, "epochs": 0.0}  # fmt: skip
+        info = TrainingInfo.build(
+            **{k: model.get(k) for k in ("family", "preset", "width", "depth", "heads", "patch")},
+            **encoder_params(cfg), steps=0, examples_seen=0, hours_seen=0.0, train_flops=0.0,
+            epochs=0.0,
+        )  # fmt: skip
     else:
         from audioscale.embed.baselines import LogMelStats, reference_rows
 
@@ -619,14 +637,17 @@ def execute_baseline(job: Any, run_dir: str | Path, ctx: EvalContext) -> dict:
             ref, cfg.frontend, name="pool train split", cache_dir=ctx.cache_dir,
             batch_size=ctx.batch_size, device=ctx.device,
         )  # fmt: skip
-        info = {"family": "logmel-stats", "preset": None, "params": 0, "params_nonembed": 0,
-                "standardised_on": f"{len(ref)} crops of the pool's train split"}  # fmt: skip
+        info = RunInfo.build(
+            family="logmel-stats", preset=None, params=0, params_nonembed=0,
+            standardised_on=f"{len(ref)} crops of the pool's train split",
+        )  # fmt: skip
     tasks = task_embeddings(encoder, ctx) if ctx.task_dirs else None
     row = measure_encoder(encoder, ctx, tasks) | {
         "checkpoint": FINAL, "step": 0, "fraction": 1.0, "is_final": True, "loss": None,
     }  # fmt: skip
     probes, suite = probe_rows(cfg.name, tasks, ctx) if tasks else ([], {})
     info |= suite | context_info(ctx) | {"pool_overlap": False, "wall_s": time.time() - t0}
+    check_keys(RunInfo, info, f"{job.run_id} info")
     return {"run_id": job.run_id, "kind": job.kind, "info": info, "train_metrics": [],
             "spectral": [row], "probes": probes}  # fmt: skip
 

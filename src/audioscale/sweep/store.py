@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from audioscale.errors import DataError
+from audioscale.sweep import records
 from audioscale.sweep.records import (
     TASK_PREFIX,
     ProbeRow,
     ResultRow,
-    RunInfo,
     SpectralMetrics,
     SpectralRow,
     TrainMetricsRow,
@@ -212,7 +212,7 @@ class Store:
         rid = result["run_id"]
         info = result.get("info", {})
         try:
-            check_keys(RunInfo, info, f"run {rid} info")
+            check_keys(records.RunInfo, info, f"run {rid} info")
             for s in result.get("spectral", []):
                 check_keys(SpectralRow, s, f"run {rid} spectral row")
             for p in result.get("probes", []):
@@ -302,7 +302,7 @@ class Store:
         for run in self.current_runs("done"):
             rid = run["run_id"]
             info = self.info(rid)
-            row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS)
+            row: dict[str, Any] = dict.fromkeys(records.result_columns())
             row.update(_config_columns(run["config"], run["kind"]))
             # info as the run wrote it: rankme_gap is the run's equal-N gap
             # (sweep.run.gap_metrics), never train − pool at unequal N
@@ -410,10 +410,11 @@ def result_columns(rows: list[dict[str, Any]]) -> list[str]:
     A key of neither kind is refused: every results column is declared once."""
     keys = {k for r in rows for k in r}
     tasks = sorted(k for k in keys if k.startswith(TASK_PREFIX))
-    unknown = sorted(keys - set(RESULT_COLUMNS) - set(tasks))
+    fixed = records.result_columns()
+    unknown = sorted(keys - set(fixed) - set(tasks))
     if unknown:
         raise DataError(f"results columns {', '.join(unknown)} are not declared in ResultRow")
-    return RESULT_COLUMNS + tasks
+    return fixed + tasks
 
 
 # metrics.jsonl names (the trainer's) → train_metrics columns: the trainer has always
