@@ -84,7 +84,10 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "lr05": ("base_lr 5e-4 (lr x0.5)", ["train.steps=1500", "train.base_lr=5e-4"]),
     "lr025": ("base_lr 2.5e-4 (lr x0.25)", ["train.steps=1500", "train.base_lr=2.5e-4"]),
     "b2": ("AdamW beta2 0.999", ["train.steps=1500", "train.beta2=0.999"]),
-    "clip2": ("2-s clips, 750 steps (same audio seen)", ["train.steps=750", "data.clip_seconds=2.0"]),
+    "clip2": (
+        "2-s clips, 750 steps (same audio seen)",
+        ["train.steps=750", "data.clip_seconds=2.0"],
+    ),
     "bs64": ("batch 64, 750 steps (same examples)", ["train.steps=750", "train.batch_size=64"]),
     "dec128x2": (
         "decoder 128 wide x 2 blocks",
@@ -97,16 +100,46 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "lr05-s3000": ("base_lr 5e-4, 3000 steps", ["train.steps=3000", "train.base_lr=5e-4"]),
     "lr05-s6000": ("base_lr 5e-4, 6000 steps", ["train.steps=6000", "train.base_lr=5e-4"]),
     "lr05-s750": ("base_lr 5e-4, 750 steps", ["train.steps=750", "train.base_lr=5e-4"]),
-    "lr05-clip2": ("base_lr 5e-4, 2-s clips, 750 steps", ["train.steps=750", "train.base_lr=5e-4", "data.clip_seconds=2.0"]),
-    "lr05-atto": ("atto, base_lr 5e-4, 1500 steps", ["model.preset=atto", "train.steps=1500", "train.base_lr=5e-4"]),
-    "lr05-pico": ("pico, base_lr 5e-4, 1500 steps", ["model.preset=pico", "train.steps=1500", "train.base_lr=5e-4"]),
-    "lr05-b2": ("base_lr 5e-4, AdamW beta2 0.999", ["train.steps=1500", "train.base_lr=5e-4", "train.beta2=0.999"]),
-    "lr05-bs64": ("base_lr 5e-4, batch 64, 750 steps (same examples)", ["train.steps=750", "train.base_lr=5e-4", "train.batch_size=64"]),
-    "lr05-mask90": ("base_lr 5e-4, mask ratio 0.9", ["train.steps=1500", "train.base_lr=5e-4", "model.mask_ratio=0.9"]),
-    "lr05-atto-s3000": ("atto, base_lr 5e-4, 3000 steps", ["model.preset=atto", "train.steps=3000", "train.base_lr=5e-4"]),
-    "lr025-atto": ("atto, base_lr 2.5e-4, 1500 steps", ["model.preset=atto", "train.steps=1500", "train.base_lr=2.5e-4"]),
-    "lr05-pico-s3000": ("pico, base_lr 5e-4, 3000 steps", ["model.preset=pico", "train.steps=3000", "train.base_lr=5e-4"]),
-    "nopix": ("MSE on raw patches (norm_pix_loss off)", ["train.steps=1500", "model.norm_pix_loss=false"]),
+    "lr05-clip2": (
+        "base_lr 5e-4, 2-s clips, 750 steps",
+        ["train.steps=750", "train.base_lr=5e-4", "data.clip_seconds=2.0"],
+    ),
+    "lr05-atto": (
+        "atto, base_lr 5e-4, 1500 steps",
+        ["model.preset=atto", "train.steps=1500", "train.base_lr=5e-4"],
+    ),
+    "lr05-pico": (
+        "pico, base_lr 5e-4, 1500 steps",
+        ["model.preset=pico", "train.steps=1500", "train.base_lr=5e-4"],
+    ),
+    "lr05-b2": (
+        "base_lr 5e-4, AdamW beta2 0.999",
+        ["train.steps=1500", "train.base_lr=5e-4", "train.beta2=0.999"],
+    ),
+    "lr05-bs64": (
+        "base_lr 5e-4, batch 64, 750 steps (same examples)",
+        ["train.steps=750", "train.base_lr=5e-4", "train.batch_size=64"],
+    ),
+    "lr05-mask90": (
+        "base_lr 5e-4, mask ratio 0.9",
+        ["train.steps=1500", "train.base_lr=5e-4", "model.mask_ratio=0.9"],
+    ),
+    "lr05-atto-s3000": (
+        "atto, base_lr 5e-4, 3000 steps",
+        ["model.preset=atto", "train.steps=3000", "train.base_lr=5e-4"],
+    ),
+    "lr025-atto": (
+        "atto, base_lr 2.5e-4, 1500 steps",
+        ["model.preset=atto", "train.steps=1500", "train.base_lr=2.5e-4"],
+    ),
+    "lr05-pico-s3000": (
+        "pico, base_lr 5e-4, 3000 steps",
+        ["model.preset=pico", "train.steps=3000", "train.base_lr=5e-4"],
+    ),
+    "nopix": (
+        "MSE on raw patches (norm_pix_loss off)",
+        ["train.steps=1500", "model.norm_pix_loss=false"],
+    ),
 }
 
 
@@ -177,7 +210,7 @@ def _encoder(name: str):
     if name == "ref:logmel":
         return get_encoder("logmel-stats")
     if name.startswith("ref:random-"):
-        return get_encoder(f"random:{name[len('ref:random-'):]}:0")
+        return get_encoder(f"random:{name[len('ref:random-') :]}:0")
     return get_encoder(str(_arm_dir(name) / "run"))
 
 
@@ -199,7 +232,7 @@ def _probe(tasks, embs, oks, standardise: bool) -> dict:
         new = []
         for task, emb, ok in zip(tasks, embs, oks, strict=True):
             rows = [r for r, k in zip(task.rows, ok, strict=True) if k]
-            (_, tr, _, _), = folds_of(task, rows)
+            ((_, tr, _, _),) = folds_of(task, rows)
             new.append(_standardise(emb, tr))
         embs = new
     res = evaluate_embeddings("x", tasks, embs, oks, ("linear", "knn"))
@@ -207,9 +240,10 @@ def _probe(tasks, embs, oks, standardise: bool) -> dict:
     for task, emb, ok in zip(tasks, embs, oks, strict=True):
         rows = [r for r, k in zip(task.rows, ok, strict=True) if k]
         y = encode_labels(task, rows)
-        (_, tr, va, _), = folds_of(task, rows)
-        kv = knn.knn_probe(emb[tr], y[tr], emb[va], y[va], len(task.labels), task.metric,
-                           task.multilabel)["score"]
+        ((_, tr, va, _),) = folds_of(task, rows)
+        kv = knn.knn_probe(
+            emb[tr], y[tr], emb[va], y[va], len(task.labels), task.metric, task.multilabel
+        )["score"]
         t = res.tasks[task.name]
         per[task.name] = {
             "valid_linear": t["linear"]["valid_score"],
@@ -245,12 +279,29 @@ def evaluate(name: str) -> dict:
     per_layer_tasks, per_layer_pool = {}, {}
     oks = None
     for layer in range(n_layers):
-        exs = [extract(enc, t.rows, layer=layer, level="clip", cache_dir=EMB_CACHE,
-                       progress=False, device="cpu") for t in tasks]
+        exs = [
+            extract(
+                enc,
+                t.rows,
+                layer=layer,
+                level="clip",
+                cache_dir=EMB_CACHE,
+                progress=False,
+                device="cpu",
+            )
+            for t in tasks
+        ]
         per_layer_tasks[layer] = [e.emb for e in exs]
         oks = [e.ok for e in exs]
-        pe = extract(enc, ctx.pool_rows, layer=layer, level="clip", cache_dir=EMB_CACHE,
-                     progress=False, device="cpu")
+        pe = extract(
+            enc,
+            ctx.pool_rows,
+            layer=layer,
+            level="clip",
+            cache_dir=EMB_CACHE,
+            progress=False,
+            device="cpu",
+        )
         per_layer_pool[layer] = pe.emb
     t_embed = time.perf_counter() - t0
     variants = _variants(n_layers) if n_layers > 1 else {"last": [0]}
@@ -258,8 +309,12 @@ def evaluate(name: str) -> dict:
     for vname, layers in variants.items():
         embs = [np.mean([per_layer_tasks[i][k] for i in layers], 0) for k in range(len(tasks))]
         pool = np.mean([per_layer_pool[i] for i in layers], 0)
-        row = {"layers": layers, "rankme": float(rankme(pool.astype(np.float64))),
-               "rankme_N": int(pool.shape[0]), "rankme_K": int(pool.shape[1])}
+        row = {
+            "layers": layers,
+            "rankme": float(rankme(pool.astype(np.float64))),
+            "rankme_N": int(pool.shape[0]),
+            "rankme_K": int(pool.shape[1]),
+        }
         row["raw"] = _probe(tasks, embs, oks, standardise=False)
         if name.startswith("ref:") or STD_ALL:
             row["std"] = _probe(tasks, embs, oks, standardise=True)
@@ -306,8 +361,7 @@ def speed(cells: list[str], seconds: float, rounds: int) -> dict:
     from audioscale.data.featcache import FeatureCache
     from audioscale.models.mae import build_mae
     from audioscale.train.ddp import DistInfo
-    from audioscale.train.trainer import (_autocast, _param_groups, mask_generator, plan,
-                                          select_rows)
+    from audioscale.train.trainer import _autocast, _param_groups, mask_generator, plan, select_rows
 
     torch.set_num_threads(1)
     state = {}
@@ -319,8 +373,9 @@ def speed(cells: list[str], seconds: float, rounds: int) -> dict:
         torch.manual_seed(0)
         model = build_mae(p.cfg.model, p.cfg.frontend)
         t = p.cfg.train
-        opt = torch.optim.AdamW(_param_groups(model, t.weight_decay), lr=p.lr,
-                                betas=(t.beta1, t.beta2))
+        opt = torch.optim.AdamW(
+            _param_groups(model, t.weight_decay), lr=p.lr, betas=(t.beta1, t.beta2)
+        )
         ds = ClipDataset(cache, p.clip_frames, 0, t.batch_size)
         state[c] = (p, model, opt, ds, [])
     dev = torch.device("cpu")
@@ -348,8 +403,12 @@ def speed(cells: list[str], seconds: float, rounds: int) -> dict:
     for c in cells:
         p, _, _, _, rates = state[c]
         sps = float(np.median(rates))
-        out[c] = {"steps_per_s": sps, "examples_per_s": sps * p.cfg.train.batch_size,
-                  "rates": rates, "flops_per_example": p.flops_per_example}
+        out[c] = {
+            "steps_per_s": sps,
+            "examples_per_s": sps * p.cfg.train.batch_size,
+            "rates": rates,
+            "flops_per_example": p.flops_per_example,
+        }
     out["_load"] = os.getloadavg()
     return out
 
@@ -381,8 +440,11 @@ def table(layer: str, norm: str = "raw") -> str:
             continue
         s = v[norm]["suite"]
         tr = d.get("train") or {}
-        desc = ARMS[n][0] if n in ARMS else {"ref_logmel": "log-mel mean+std baseline"}.get(
-            n, "random init (seed 0)")
+        desc = (
+            ARMS[n][0]
+            if n in ARMS
+            else {"ref_logmel": "log-mel mean+std baseline"}.get(n, "random init (seed 0)")
+        )
         lines.append(
             f"| {n} | {desc} | {tr.get('steps', '-')} | {_fmt(tr.get('wall_s'), 0)} "
             f"| {_fmt(tr.get('examples_per_s'), 0)} | {_fmt(s['valid_linear'])} "
@@ -404,13 +466,20 @@ def layer_choice(norm: str = "raw") -> str:
             if vname in ("last", "middle", "mean") and norm in v:
                 s = v[norm]["suite"]
                 acc.setdefault(vname, []).append(
-                    (s["valid_linear"], s["valid_knn"], s["test_linear"], s["test_knn"]))
-    lines = [f"features: {norm}", "", "| layer | rows | valid lin | valid kNN | valid mean "
-             "| test lin | test kNN |", "|---|---|---|---|---|---|---|"]
+                    (s["valid_linear"], s["valid_knn"], s["test_linear"], s["test_knn"])
+                )
+    lines = [
+        f"features: {norm}",
+        "",
+        "| layer | rows | valid lin | valid kNN | valid mean | test lin | test kNN |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for vname, rows in acc.items():
         m = np.mean(rows, 0)
-        lines.append(f"| {vname} | {len(rows)} | {m[0]:.3f} | {m[1]:.3f} | {(m[0] + m[1]) / 2:.3f}"
-                     f" | {m[2]:.3f} | {m[3]:.3f} |")
+        lines.append(
+            f"| {vname} | {len(rows)} | {m[0]:.3f} | {m[1]:.3f} | {(m[0] + m[1]) / 2:.3f}"
+            f" | {m[2]:.3f} | {m[3]:.3f} |"
+        )
     return "\n".join(lines)
 
 

@@ -36,7 +36,12 @@ class AudioEncoderNet(nn.Module):
     """Patch projection + fixed sin-cos positions + blocks + final LayerNorm."""
 
     def __init__(
-        self, geom: PatchGeometry, width: int, depth: int, max_frames: int, input_norm: str = "fixed"
+        self,
+        geom: PatchGeometry,
+        width: int,
+        depth: int,
+        max_frames: int,
+        input_norm: str = "fixed",
     ):
         super().__init__()
         self.geom = geom

@@ -203,17 +203,16 @@ def _best_start(
     starts: Iterable[np.ndarray],
     bounds: tuple[list[float], list[float]],
     settings: dict,
-    *,
     huber: bool,
     huber_delta: float,
     max_nfev: int,
     polish_nfev: int,
-    skip_value_errors: bool = False,
+    skip: tuple[type[Exception], ...] = (),
 ) -> OptimizeResult | None:
     """Bounded trust-region solves from each of ``starts`` (already inside ``bounds``); the
     lowest-cost converged one, else the lowest-cost unfinished one continued to
     ``polish_nfev`` evaluations (``settings["polished"]`` marks that), else None.
-    ``skip_value_errors``: a start scipy rejects with ValueError is skipped, not raised."""
+    A solve raising one of ``skip`` counts as no result (its start is passed over)."""
 
     def solve(t0: np.ndarray, nfev: int) -> OptimizeResult | None:
         try:
@@ -227,10 +226,8 @@ def _best_start(
                 max_nfev=nfev,
                 x_scale="jac",
             )
-        except ValueError:
-            if skip_value_errors:
-                return None
-            raise
+        except skip:
+            return None
 
     best = unfinished = None
     for s in starts:
@@ -291,14 +288,10 @@ def fit_saturating(
 
     starts = starts if starts is not None else _sat_starts(x, y)
     settings["n_starts"] = len(starts)
-    inside = (np.clip(np.asarray(s, float), lo, hi) for s in starts)
-    opts = {
-        "huber": huber,
-        "huber_delta": huber_delta,
-        "max_nfev": max_nfev,
-        "polish_nfev": polish_nfev,
-    }
-    best = _best_start(resid, jac, inside, (lo, hi), settings, skip_value_errors=True, **opts)
+    x0 = (np.clip(np.asarray(s, float), lo, hi) for s in starts)
+    best = _best_start(
+        resid, jac, x0, (lo, hi), settings, huber, huber_delta, max_nfev, polish_nfev, (ValueError,)
+    )
     if best is None:
         return Fit("saturating", nan_p, x.size, False, "no start converged", settings=settings)
     a, b, c = (float(v) for v in best.x)
@@ -422,22 +415,16 @@ def fit_joint(
     hi = [float(loss.max()), 200.0, 200.0, JOINT_EXP_BOUNDS[1], JOINT_EXP_BOUNDS[1]]
     starts = starts if starts is not None else _joint_starts(ln, ld, ll)
     settings["n_starts"] = len(starts)
-    inside = (
-        np.clip(np.asarray(s, float), np.array(lo) + 1e-9, np.array(hi) - 1e-9) for s in starts
-    )
-    opts = {
-        "huber": huber,
-        "huber_delta": huber_delta,
-        "max_nfev": max_nfev,
-        "polish_nfev": polish_nfev,
-    }
+    x0 = (np.clip(np.asarray(s, float), np.array(lo) + 1e-9, np.array(hi) - 1e-9) for s in starts)
+
+    def resid(t: np.ndarray) -> np.ndarray:
+        return _joint_model(t, ln, ld) - ll
+
+    def jac(t: np.ndarray) -> np.ndarray:
+        return _joint_jac(t, ln, ld)
+
     best = _best_start(
-        lambda t: _joint_model(t, ln, ld) - ll,
-        lambda t: _joint_jac(t, ln, ld),
-        inside,
-        (lo, hi),
-        settings,
-        **opts,
+        resid, jac, x0, (lo, hi), settings, huber, huber_delta, max_nfev, polish_nfev
     )
     if best is None:
         return Fit("joint", nan_p, n.size, False, "no start converged", settings=settings)
