@@ -127,7 +127,8 @@ def _encoder_params(cfg) -> int:
 
 
 @pytest.mark.parametrize(
-    ("name", "lo", "hi"), [("demo", 5e4, 2e6), ("gpu", 5e5, 2.5e7), ("gpu-hour", 5e5, 1.2e8)]
+    ("name", "lo", "hi"),
+    [("demo", 5e4, 2e6), ("unify", 5e4, 2e6), ("gpu", 5e5, 2.5e7), ("gpu-hour", 5e5, 1.2e8)],
 )
 def test_presets_are_valid_studies(name, lo, hi):
     from audioscale.models.ladder import resolve
@@ -141,15 +142,36 @@ def test_presets_are_valid_studies(name, lo, hi):
     assert len({m.width for m in models}) >= 3 and len({m.depth for m in models}) >= 3
     assert len({c.data.hours for c in trained}) >= 3 and len({c.train.steps for c in trained}) >= 2
     # the CPU demo uses the full corpus; the GPU studies its synthesis-enlarged pool
-    corpus = {"demo": ("full", "data/demo"), "gpu": ("large", "data/demo-large")}
+    corpus = {"demo": ("full", "data/demo"), "unify": ("full", "data/demo"),
+              "gpu": ("large", "data/demo-large")}  # fmt: skip
     size, folder = corpus.get(name, corpus["gpu"])
     assert sweep.settings.demo == size and sweep.settings.demo_dir == folder
     assert sweep.base.eval.tasks == [f"{folder}/tasks"] and sweep.base.data.pool == f"{folder}/pool"
     params = [_encoder_params(c) for c in trained]
     assert lo <= min(params) and max(params) <= hi
-    if name == "demo":
+    if name in ("demo", "unify"):
         assert len({c.model.mask_ratio for c in trained}) == 3
         assert all(c.train.device == "cpu" and c.train.lr is None for c in trained)  # lr rule
+
+
+def test_unify_varies_every_axis_of_the_law_once_beyond_the_demo():
+    from audioscale.scaling.axes import AXES, base_values, varies
+    from audioscale.sweep.study import preset_path
+
+    demo, unify = (load_sweep(preset_path(n)) for n in ("demo", "unify"))
+    assert {j.config.run_hash() for j in demo.trained} < {j.config.run_hash() for j in unify.trained}
+    rows = []
+    for j in unify.trained:
+        m, c = j.config.model, j.config
+        from audioscale.models.ladder import resolve
+
+        r = resolve(m)
+        rows.append({"width": r.width, "depth": r.depth, "data_hours": c.data.hours,
+                     "examples_seen": c.train.steps * c.train.batch_size,
+                     "clip_seconds": c.data.clip_seconds, "mask_ratio": m.mask_ratio,
+                     "family": m.family, "patch": m.patch})  # fmt: skip
+    masks = varies(rows, base_values(rows))
+    assert set(masks) == set(AXES) and all(m.any() and (~m).sum() >= 4 for m in masks.values())
 
 
 def test_study_tune_json_sets_the_lr_of_rule_runs_only(tmp_path):

@@ -37,7 +37,7 @@ from audioscale.sweep.spec import TRAINED_KINDS, Job, Sweep, load_sweep, verific
 from audioscale.sweep.store import Store
 from audioscale.utils import atomic_write_text, progress_bar
 
-PRESETS = ("demo", "gpu", "gpu-hour")
+PRESETS = ("demo", "unify", "gpu", "gpu-hour")
 
 
 def preset_path(name: str) -> Path:
