@@ -159,7 +159,9 @@ def test_unify_varies_every_axis_of_the_law_once_beyond_the_demo():
     from audioscale.sweep.study import preset_path
 
     demo, unify = (load_sweep(preset_path(n)) for n in ("demo", "unify"))
-    assert {j.config.run_hash() for j in demo.trained} < {j.config.run_hash() for j in unify.trained}
+    assert {j.config.run_hash() for j in demo.trained} < {
+        j.config.run_hash() for j in unify.trained
+    }
     rows = []
     for j in unify.trained:
         m, c = j.config.model, j.config

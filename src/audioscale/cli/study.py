@@ -12,7 +12,9 @@ from audioscale.cli.app import app
 
 @app.command("study")
 def study_cmd(
-    source: str = typer.Argument(..., help="A preset (demo, unify, gpu, gpu-hour) or a sweep YAML."),
+    source: str = typer.Argument(
+        ..., help="A preset (demo, unify, gpu, gpu-hour) or a sweep YAML."
+    ),
     out: Path = typer.Option(None, "--out", help="Study folder (default: studies/<name>)."),
     workers: int = typer.Option(None, help="Parallel runs (default: the spec's study.workers)."),
     executor: str = typer.Option(None, help="local | ray (default: the spec's)."),
