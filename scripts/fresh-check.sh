@@ -10,8 +10,8 @@
 #   3. clones the committed HEAD of this repo into a new temporary folder;
 #   4. runs `make test`, then `make demo` there, and prints both exit codes and wall times.
 # Needs root (it purges and reinstalls Debian packages). Output goes to the terminal and
-# to $FRESH_LOG (default: <tmp folder>/fresh-check.log); the tmp folder is removed at the
-# end unless --keep is given.
+# to $FRESH_LOG (default: /tmp/fresh-check-last.log); the clone is removed at the end
+# unless --keep is given (then its study folder can be read).
 #
 #   scripts/fresh-check.sh [--keep] [--skip-demo]
 set -uo pipefail
@@ -31,7 +31,10 @@ if [ "$(id -u)" != "0" ]; then
 fi
 repo=$(git -C "$(dirname "$0")" rev-parse --show-toplevel) || exit 2
 work=$(mktemp -d /tmp/audioscale-fresh.XXXXXX)
-log=${FRESH_LOG:-$work/fresh-check.log}
+log=${FRESH_LOG:-/tmp/fresh-check-last.log}
+: > "$log"
+# the clone is removed on every exit (early failures included) unless --keep
+[ "$keep" = 1 ] || trap 'cd /; rm -rf "$work"' EXIT
 exec > >(tee -a "$log") 2>&1
 
 echo "== fresh-check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), $(nproc) cores"
@@ -86,7 +89,5 @@ fi
 echo
 echo "fresh-check result: make test exit $rc_test in ${s_test} s; make demo exit $rc_demo in ${s_demo} s"
 echo "| $(date -u +%Y-%m-%d) | $(git rev-parse --short HEAD) | purged Debian packages + caches, fresh clone | make test: exit $rc_test, ${s_test} s | make demo: exit $rc_demo, ${s_demo} s |"
-cd /
-[ "$keep" = 1 ] || { cp "$log" "/tmp/fresh-check-last.log" 2>/dev/null; rm -rf "$work"; }
-echo "log: $( [ "$keep" = 1 ] && echo "$log" || echo /tmp/fresh-check-last.log)"
+echo "log: $log$( [ "$keep" = 1 ] && echo "; clone kept in $work/audioscale")"
 [ "$rc_test" = 0 ] && { [ "$rc_demo" = 0 ] || [ "$rc_demo" = skipped ]; }

@@ -220,3 +220,13 @@ def test_changed_eval_or_execution_settings_never_retrain(tmp_path):
     assert _stamps(run_dir) == trained  # not retrained
     for row in rows:
         assert row["task.tone.linear"] is not None and "task.noise.linear" not in row
+
+
+def test_run_folders_from_before_the_none_default_still_load():
+    """config.yaml files once wrote the old default ``steps: 200`` beside the real budget."""
+    from audioscale.config import TrainConfig
+
+    t = TrainConfig(steps=200, flops=1e12)
+    assert t.steps is None and t.budget().kind == "flops"
+    with pytest.raises(ValueError, match="one budget"):
+        TrainConfig(steps=300, flops=1e12)  # a real choice of both is still refused

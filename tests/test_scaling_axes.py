@@ -53,3 +53,11 @@ def test_an_axis_on_the_law_is_absorbed_and_a_shifted_one_breaks_it():
     assert bad["inside_interval"] == 0  # every shifted run lies outside its interval
     res = axis_residuals(_rows(0.05))
     assert res["mask ratio"]["mean_log_residual"] > 0 > res["mask ratio"]["base_mean_log_residual"]
+
+
+def test_clip_cut_to_whole_patches_is_not_a_clip_length_change():
+    rows = _rows()
+    rows[0]["clip_seconds"] = 0.96  # 1 s cut to 16 x 16 patches: the patch axis, not clip
+    rows[1]["clip_seconds"] = 2.0
+    v = varies(rows, base_values(rows))
+    assert v["clip length"].tolist() == [False, True] + [False] * (len(rows) - 2)

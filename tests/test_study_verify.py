@@ -23,6 +23,8 @@ def test_verify_run_is_trained_stored_and_checked_but_never_fitted(tmp_path, mon
     (v,) = [r for r in rows if r["kind"] == "verify"]
     assert v["run_id"] == job.run_id and v["steps"] == 5 and v["examples_seen"] == 5 * 8
     assert v["suite"] is not None and v["rankme"] is not None
+    run_sweep(spec, out, workers=1, progress=False)  # a plain sweep keeps the verify run
+    assert job.run_id in {r["run_id"] for r in load_store_rows(out)[0]}
     fits = fit_results(rows, settings=FitSettings(n_resamples=50, n_resamples_joint=20))
     assert job.run_id not in fits["data"]["run_ids"]
     assert job.run_id not in {b["run_id"] for b in fits["baselines"]}

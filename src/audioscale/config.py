@@ -144,6 +144,16 @@ class TrainConfig(Strict):
     # also write train_state.pt this often (seconds; at the next log line) besides checkpoints
     state_every_s: float | None = Field(600.0, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_default_steps(cls, data: Any) -> Any:
+        """Run folders written before ``steps`` defaulted to None carry ``steps: 200`` (the
+        old default) beside their real budget: that 200 was never a choice, so drop it."""
+        if isinstance(data, dict) and data.get("steps") == DEFAULT_STEPS:
+            if any(data.get(k) is not None for k in BUDGET_KINDS if k != "steps"):
+                data = {k: v for k, v in data.items() if k != "steps"}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         budgets = [k for k in BUDGET_KINDS if getattr(self, k) is not None]

@@ -29,7 +29,7 @@ from collections import Counter
 
 import numpy as np
 
-from audioscale.scaling.bootstrap import resample_indices
+from audioscale.scaling.bootstrap import MAX_FAILED_FRACTION, resample_indices
 from audioscale.scaling.powerlaw import fit_power, power_ols_batch
 from audioscale.utils import finite_or_none, float_or_nan
 
@@ -59,12 +59,20 @@ def _sort_key(v: object) -> tuple:
     return (0, v, "") if isinstance(v, float) else (1, 0.0, str(v))
 
 
+def _value(r: dict, column: str) -> object:
+    """A row's value on an axis column. Clip lengths are compared at 0.1 s: the model card
+    records the clip cut to whole patches (1 s is 0.96 s with 16 x 16 patches), which is
+    the patch axis, not the clip axis."""
+    v = _key(r.get(column))
+    return round(v, 1) if column == "clip_seconds" and isinstance(v, float) else v
+
+
 def base_values(rows: list[dict]) -> dict[str, object]:
     """Most common value of every axis column among ``rows`` (ties: the smallest)."""
     base = {}
     for cols in AXES.values():
         for c in cols:
-            counts = Counter(_key(r.get(c)) for r in rows)
+            counts = Counter(_value(r, c) for r in rows)
             top = max(counts.values()) if counts else 0
             tied = sorted((v for v, k in counts.items() if k == top), key=_sort_key)
             base[c] = tied[0] if tied else None
@@ -74,7 +82,7 @@ def base_values(rows: list[dict]) -> dict[str, object]:
 def varies(rows: list[dict], base: dict[str, object]) -> dict[str, np.ndarray]:
     """Axis → boolean mask of the rows that differ from the base on that axis."""
     return {
-        axis: np.array([any(_key(r.get(c)) != base[c] for c in cols) for r in rows], bool)
+        axis: np.array([any(_value(r, c) != base[c] for c in cols) for r in rows], bool)
         for axis, cols in AXES.items()
     }
 
@@ -129,6 +137,12 @@ def leave_one_axis_out(
             out["axes"][axis] = res
             continue
         point, (lo, hi), failed = _predictions(x[keep], y[keep], x[vary], n_resamples, seed)
+        if not np.all(np.isfinite(point)):
+            res.update(verdict="not tested", reason="the power law did not fit the base runs")
+            out["axes"][axis] = res
+            continue
+        if failed > MAX_FAILED_FRACTION:  # the contract of every interval: refuse it
+            lo, hi = np.full_like(point, np.nan), np.full_like(point, np.nan)
         err = np.abs(point - y[vary])
         inside = (y[vary] >= lo) & (y[vary] <= hi)
         res.update(

@@ -22,7 +22,7 @@ read (all numbers are suite scores, the mean of the task scores):
 
 from __future__ import annotations
 
-from audioscale.scaling.axes import AXES, _key, base_values
+from audioscale.scaling.axes import AXES, _key, _value, base_values
 from audioscale.utils import finite_or_none
 
 MARGIN = 0.03
@@ -85,7 +85,7 @@ def _base_runs(trained: list[dict]) -> list[dict]:
     base = base_values(trained)
     keep = []
     for r in trained:
-        if all(_key(r.get(c)) == base[c] for a in OTHER_AXES for c in AXES[a]):
+        if all(_value(r, c) == base[c] for a in OTHER_AXES for c in AXES[a]):
             keep.append(r)
     return [r for r in keep if _num(r.get("suite")) is not None]
 

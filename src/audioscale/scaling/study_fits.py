@@ -26,7 +26,7 @@ atomically. Choices (each recorded under ``settings`` in the output):
   ``hours_seen``), C = ``train_flops``; single power laws of RankMe, suite score and
   held-out loss in each, with leave-one-out and fit-small-predict-large errors.
 - Joint L(N, D) for held-out loss and for the suite error 1 − suite, and the
-  compute-optimal allocation for a budget (default 10× the largest run's FLOPs).
+  compute-optimal allocation for a budget (default 2× the largest run's FLOPs).
 - Metric comparison: each label-free metric signed so that "higher predicts better"
   (α-ReQ and held-out loss get −1: a larger decay exponent means a more collapsed
   spectrum, Agrawal et al. NeurIPS 2022; a lower loss is better), Spearman with CI and

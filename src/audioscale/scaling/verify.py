@@ -109,9 +109,7 @@ def plan(
     err = predict_interval(
         rows_n, rows_d, rows_err, run["N"], run["D"], n_resamples=n_resamples, seed=seed
     )
-    pred = {k: v for k, v in err.items() if k not in ("value", "ci")}
-    pred["suite"] = None if err.get("value") is None else 1.0 - err["value"]
-    pred["interval"] = [1.0 - err["ci"][1], 1.0 - err["ci"][0]] if err.get("ci") else None
+    pred = _suite_prediction(err)
     return {
         "budget_flops": float(budget),
         "allocated_N": float(n_opt),
@@ -121,6 +119,14 @@ def plan(
         "predicted": pred,
         "method": "nearest ladder rung to N* in log N; steps = budget / f(N) / batch",
     }
+
+
+def _suite_prediction(err: dict) -> dict:
+    """A suite-error prediction (``predict_interval``) as a suite-score prediction."""
+    pred = {k: v for k, v in err.items() if k not in ("value", "ci")}
+    pred["suite"] = None if err.get("value") is None else 1.0 - err["value"]
+    pred["interval"] = [1.0 - err["ci"][1], 1.0 - err["ci"][0]] if err.get("ci") else None
+    return pred
 
 
 def check(verification: dict, measured_suite: float | None) -> dict:
@@ -168,6 +174,8 @@ def verification_for(
     Candidates are the ladder rungs up to ``MAX_RUNG_FACTOR`` x the largest trained N in
     the runs' most common family, patch, mask ratio, clip length and batch size."""
     alloc = joint.get("suite_error") or {}
+    if alloc.get("on_grid_edge"):
+        return {"note": "no interior optimum (N* on the search edge): nothing to verify"}
     if not (alloc.get("N") or {}).get("value"):
         return {
             "note": "no allocation to verify: " + str(alloc.get("note", "joint law not fitted"))
@@ -195,4 +203,11 @@ def verification_for(
         out["outcome"] = "not run"
         return out
     out["run_id"] = match[0].get("run_id")
+    # predict at what the run measured it was (its N and examples seen), not the plan
+    n_run, d_run = _col(match, "params_nonembed")[0], _col(match, "examples_seen")[0]
+    if np.isfinite(n_run) and np.isfinite(d_run) and (n_run, d_run) != (run.get("N"), run.get("D")):
+        err_at = predict_interval(n[ok], d[ok], err[ok], n_run, d_run, n_resamples, seed)
+        if err_at.get("value") is not None:
+            out["predicted"] = _suite_prediction(err_at)
+            out["run"] = {**run, "N_measured": float(n_run), "D_measured": float(d_run)}
     return check(out, float(_col(match, "suite")[0]))

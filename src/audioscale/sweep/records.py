@@ -295,7 +295,7 @@ class RunIdentity(Record):
     run_id: str | None = column("run id: the config's run hash (baselines: their kind)",
                                 report=1)  # fmt: skip
     name: str | None = column("run name", report=3)
-    kind: str | None = column("trained, random-init, baseline or external", report=2)
+    kind: str | None = column("trained, verify, random-init, baseline or external", report=2)
     seed: int | None = column("training seed", config="train.seed")
 
 

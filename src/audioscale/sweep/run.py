@@ -747,6 +747,7 @@ def run_job(job: Any, run_dir: str | Path, ctx: EvalContext, progress: bool = Fa
         (run_dir / "error.log").write_text(traceback.format_exc())
         raise
     result["run_id"] = job.run_id
+    result["kind"] = job.kind
     result["eval_key"] = key
     atomic_save_json(result_path, result)
     return result

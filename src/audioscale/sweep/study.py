@@ -166,7 +166,7 @@ def run_sweep(
             store.set_meta(
                 name=sweep.name, workers=workers, executor=executor, eval_pool=ctx.pool_name,
                 eval_pool_n=len(ctx.pool_rows), tasks=ctx.task_dirs, spec_hash=sweep.spec_hash(),
-                spec_runs=[j.run_id for j in sweep.jobs],
+                spec_runs=[j.run_id for j in sweep.jobs] + kept_verify_runs(store, sweep),
                 started=time.time(),
             )  # fmt: skip
             status = {r["run_id"]: r["status"] for r in store.runs()}
@@ -180,6 +180,14 @@ def run_sweep(
     summary["study_dir"] = str(study_dir)
     summary["sweep_runs"] = len(sweep.jobs)
     return summary
+
+
+def kept_verify_runs(store: Store, sweep: Sweep) -> list[str]:
+    """Finished verification runs stay in the study's results after a sweep that does not
+    list them (a plain ``sweep`` or ``study --no-verify`` on a verified study)."""
+    listed = {j.run_id for j in sweep.jobs}
+    done = store.runs("done")
+    return [r["run_id"] for r in done if r["kind"] == "verify" and r["run_id"] not in listed]
 
 
 def tune_file(study_dir: Path) -> Path | None:
