@@ -27,7 +27,7 @@ def study_cmd(
     ),
 ) -> None:
     """Run a whole study and print where the report is and its headline numbers."""
-    from audioscale.sweep.study import print_headline, run_study
+    from audioscale.study import print_headline, run_study
 
     result = run_study(
         source, out, workers=workers, executor=executor, progress=not as_json, verify=verify

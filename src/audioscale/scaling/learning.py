@@ -152,10 +152,14 @@ def sentences(learning: dict, verification: dict | None = None) -> list[str]:
         )
     if "margin_over_logmel" in vb:
         m = vb["margin_over_logmel"]
-        verb = "beat" if m >= MARGIN else "did not clearly beat" if m > 0 else "did not beat"
+        how = (
+            "clearly beat" if m >= MARGIN
+            else f"beat, by less than {MARGIN:g}," if m > 0
+            else "did not beat"
+        )  # fmt: skip
         out.append(
-            f"It {verb} the standardised log-mel baseline ({vb['logmel']['suite']:.3f}) by "
-            f"{m:+.3f}."
+            f"The best trained run {how} the standardised log-mel baseline "
+            f"({vb['logmel']['suite']:.3f}): {m:+.3f}."
         )
     per = cb.get("per_size", {})
     if per:

@@ -1,9 +1,9 @@
-"""Sweeps and studies: expand → execute (resumable) → export; study = sweep → fit → report.
+"""Sweeps: expand → execute (resumable) → export.
 
-``run_sweep`` is what ``audioscale sweep`` calls; ``run_study`` is ``audioscale study``.
-Both are idempotent: run them again on the same folder and finished runs are skipped,
-unfinished ones resume from their checkpoints and stage markers, and (with
-``retry_failed``) failed ones run again.
+``run_sweep`` is what ``audioscale sweep`` calls (``audioscale.study.run_study``, one
+level up, composes it with the fits and the report). It is idempotent: run it again on
+the same folder and finished runs are skipped, unfinished ones resume from their
+checkpoints and stage markers, and (with ``retry_failed``) failed ones run again.
 
 Choices:
 - Every run of the spec is validated before any work; then the eval pool is built once
@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ import yaml
 
 from audioscale.audio.frames import frames_for_seconds
 from audioscale.errors import AudioscaleError, ConfigError
-from audioscale.sweep.spec import TRAINED_KINDS, Job, Sweep, load_sweep, verification_job
+from audioscale.sweep.spec import TRAINED_KINDS, Job, Sweep, load_sweep
 from audioscale.sweep.store import Store
 from audioscale.utils import atomic_write_text, progress_bar
 
@@ -254,101 +253,3 @@ def study_status(study_dir: str | Path) -> dict[str, Any]:
         raise AudioscaleError(f"{study_dir}: no study.db here (not a study folder)")
     with Store(path) as store:
         return store.status()
-
-
-# --------------------------------------------------------------------------- study
-
-
-def ensure_corpus(sweep: Sweep, progress: bool) -> None:
-    """Build the demo corpus first when the spec asks for it (skipped if already built)."""
-    size = sweep.settings.demo
-    if size is None:
-        return
-    from audioscale.data import demo
-
-    out = Path(sweep.settings.demo_dir)
-    if hasattr(demo, "ensure_demo"):
-        demo.ensure_demo(out, size=size, progress=progress)
-    elif not (out / "pool" / "manifest.csv").is_file():
-        demo.build_demo(out, size=size, seed=0, progress=progress)
-
-
-def run_study(
-    source: str | Path,
-    out: str | Path | None = None,
-    workers: int | None = None,
-    executor: str | None = None,
-    progress: bool = True,
-    job_fn: Callable | None = None,
-    verify: bool = True,
-) -> dict[str, Any]:
-    """Corpus (if the spec asks) → sweep → fits.json → verification run → report.html.
-
-    When the joint law is fitted and allocates a budget (fits.json ``verification``), the
-    allocated configuration is trained as a run of kind ``verify`` (kept out of every
-    fit), measured like any run, and the fits are written again with its outcome; the
-    spec's ``study.verify: false`` or ``verify=False`` (``--no-verify``) skip it."""
-    path = resolve_source(source)
-    sweep = load_sweep(path)  # validate everything before the corpus build
-    out = Path(out or Path("studies") / sweep.name)
-    t0 = time.time()
-    ensure_corpus(sweep, progress)
-    summary = run_sweep(path, out, executor, workers, progress=progress, job_fn=job_fn)
-    from audioscale.report import write_report
-    from audioscale.scaling import fit_study
-
-    fits = fit_study(out)
-    job = verification_run(sweep, fits) if verify and sweep.settings.verify else None
-    if job is not None:
-        if progress:
-            print(f"verification run: {job.run_id}", file=sys.stderr)
-        summary = run_sweep(
-            path, out, executor, workers, progress=progress, job_fn=job_fn, extra_jobs=[job]
-        )
-        fits = fit_study(out)
-    report = write_report(out)
-    return {
-        "study_dir": str(out),
-        "report": str(report),
-        "fits": str(out / "fits.json"),
-        "results_csv": summary["exports"].get("csv"),
-        "counts": summary["counts"],
-        "failed": summary["failed"],
-        # the numbers a study ends with: fits.json's headline (scaling.study_fits.headline)
-        "headline": dict(fits.get("headline") or {}),
-        "wall_s": time.time() - t0,
-    }
-
-
-def verification_run(sweep: Sweep, fits: dict[str, Any]) -> Job | None:
-    """The verify job for fits.json's verification plan, or None when there is none."""
-    run = (fits.get("verification") or {}).get("run")
-    if not run:
-        return None
-    return verification_job(sweep, run["preset"], run["steps"])
-
-
-def print_headline(result: dict[str, Any], file: Any = None) -> None:
-    """Where the report is and the headline numbers (stdout by default)."""
-    file = file or sys.stdout
-    print(f"report: {result['report']}", file=file)
-    print(f"fits:   {result['fits']}", file=file)
-    c = result["counts"]
-    print(f"runs:   {c.get('done', 0)} done, {c.get('failed', 0)} failed", file=file)
-    for k, v in result["headline"].items():
-        print(f"{k}: {_fmt(v)}", file=file)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
-    if isinstance(v, dict) and set(v) == {"value", "ci"}:
-        if v["value"] is None:
-            return "n/a"
-        ci = v["ci"]
-        return _fmt(v["value"]) + (f" (95% CI {_fmt(ci[0])} to {_fmt(ci[1])})" if ci else "")
-    if isinstance(v, dict):
-        return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items())
-    return str(v)
