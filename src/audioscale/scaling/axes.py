@@ -46,24 +46,24 @@ TOLERANCE = 0.02
 MIN_FIT = 4
 
 
-def _key(v: object) -> object:
+def comparable(v: object) -> object:
     """Comparable form of a column value: numbers rounded to 9 digits (config values
-    written through JSON and SQLite), text as text, None / NaN as None."""
-    if v is None or isinstance(v, str) and finite_or_none(v) is None:
-        return None if v is None else str(v)
+    written through JSON and SQLite), other text as text, None / NaN as None."""
     x = finite_or_none(v)
-    return None if x is None else round(x, 9)
+    if x is not None:
+        return round(x, 9)
+    return str(v) if isinstance(v, str) else None
 
 
 def _sort_key(v: object) -> tuple:
     return (0, v, "") if isinstance(v, float) else (1, 0.0, str(v))
 
 
-def _value(r: dict, column: str) -> object:
+def axis_value(r: dict, column: str) -> object:
     """A row's value on an axis column. Clip lengths are compared at 0.1 s: the model card
     records the clip cut to whole patches (1 s is 0.96 s with 16 x 16 patches), which is
     the patch axis, not the clip axis."""
-    v = _key(r.get(column))
+    v = comparable(r.get(column))
     return round(v, 1) if column == "clip_seconds" and isinstance(v, float) else v
 
 
@@ -72,7 +72,7 @@ def base_values(rows: list[dict]) -> dict[str, object]:
     base = {}
     for cols in AXES.values():
         for c in cols:
-            counts = Counter(_value(r, c) for r in rows)
+            counts = Counter(axis_value(r, c) for r in rows)
             top = max(counts.values()) if counts else 0
             tied = sorted((v for v, k in counts.items() if k == top), key=_sort_key)
             base[c] = tied[0] if tied else None
@@ -82,7 +82,7 @@ def base_values(rows: list[dict]) -> dict[str, object]:
 def varies(rows: list[dict], base: dict[str, object]) -> dict[str, np.ndarray]:
     """Axis → boolean mask of the rows that differ from the base on that axis."""
     return {
-        axis: np.array([any(_value(r, c) != base[c] for c in cols) for r in rows], bool)
+        axis: np.array([any(axis_value(r, c) != base[c] for c in cols) for r in rows], bool)
         for axis, cols in AXES.items()
     }
 

@@ -22,7 +22,7 @@ read (all numbers are suite scores, the mean of the task scores):
 
 from __future__ import annotations
 
-from audioscale.scaling.axes import AXES, _key, _value, base_values
+from audioscale.scaling.axes import base_values, comparable, varies
 from audioscale.utils import finite_or_none
 
 MARGIN = 0.03
@@ -38,11 +38,11 @@ def _sort_num(v: object) -> float:
 
 
 def _arch(r: dict) -> tuple:
-    return tuple(_key(r.get(k)) for k in ARCH_KEYS)
+    return tuple(comparable(r.get(k)) for k in ARCH_KEYS)
 
 
 def _size(r: dict) -> tuple:
-    return (_key(r.get("width")), _key(r.get("depth")))
+    return (comparable(r.get("width")), comparable(r.get("depth")))
 
 
 def _label(size: tuple) -> str:
@@ -82,11 +82,8 @@ def versus_baselines(trained: list[dict], others: list[dict]) -> dict:
 
 
 def _base_runs(trained: list[dict]) -> list[dict]:
-    base = base_values(trained)
-    keep = []
-    for r in trained:
-        if all(_value(r, c) == base[c] for a in OTHER_AXES for c in AXES[a]):
-            keep.append(r)
+    off_base = varies(trained, base_values(trained))
+    keep = [r for i, r in enumerate(trained) if not any(off_base[a][i] for a in OTHER_AXES)]
     return [r for r in keep if _num(r.get("suite")) is not None]
 
 
