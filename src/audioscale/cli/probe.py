@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from audioscale.cli.app import app
+from audioscale.external_specs import model_help
 
 
 def _fmt(v) -> str:
@@ -54,7 +55,9 @@ def _print_tables(out: dict) -> None:
 @app.command("probe")
 def probe_cmd(
     model: str = typer.Option(
-        ..., "--model", help="Run folder, random:<preset>, logmel-stats or hf:<local dir>."
+        ...,
+        "--model",
+        help=model_help("Run folder, random:<preset>, logmel-stats or hf:<local dir>."),
     ),
     task: list[Path] = typer.Option(
         ..., "--task", help="Task folder (repeatable); a folder of task folders expands."

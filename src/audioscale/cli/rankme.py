@@ -14,6 +14,7 @@ import typer
 
 from audioscale.cli.app import app
 from audioscale.errors import AudioscaleError, EmbeddingError
+from audioscale.external_specs import model_help
 
 
 def load_embeddings(path: Path) -> np.ndarray:
@@ -78,7 +79,9 @@ def rankme_cmd(
         None, "--embeddings", help="A 2-D (N, K) .npy embedding matrix (memory-mapped)."
     ),
     model: str | None = typer.Option(
-        None, "--model", help="Run folder, random:<preset>, logmel-stats or hf:<dir>."
+        None,
+        "--model",
+        help=model_help("Run folder, random:<preset>, logmel-stats or hf:<dir>."),
     ),
     data: Path | None = typer.Option(
         None, "--data", help="Task folder, pool folder or manifest CSV (with --model)."

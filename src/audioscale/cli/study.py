@@ -18,6 +18,11 @@ def study_cmd(
     out: Path = typer.Option(None, "--out", help="Study folder (default: studies/<name>)."),
     workers: int = typer.Option(None, help="Parallel runs (default: the spec's study.workers)."),
     executor: str = typer.Option(None, help="local | ray (default: the spec's)."),
+    ray_address: str = typer.Option(
+        None,
+        help="Join the Ray cluster at host:port (the head's `ray start` prints it; default: "
+        "RAY_ADDRESS); implies --executor ray.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     verify: bool = typer.Option(
         True,
@@ -27,10 +32,18 @@ def study_cmd(
     ),
 ) -> None:
     """Run a whole study and print where the report is and its headline numbers."""
+    from audioscale.cli.sweep import ray_executor
     from audioscale.study import print_headline, run_study
 
+    executor = ray_executor(executor, ray_address)
     result = run_study(
-        source, out, workers=workers, executor=executor, progress=not as_json, verify=verify
+        source,
+        out,
+        workers=workers,
+        executor=executor,
+        progress=not as_json,
+        verify=verify,
+        address=ray_address,
     )
     if as_json:
         print(json.dumps(result, default=str))

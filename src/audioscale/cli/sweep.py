@@ -17,11 +17,17 @@ def sweep_cmd(
     executor: str = typer.Option(None, help="local | ray (default: the spec's study.executor)."),
     workers: int = typer.Option(None, help="Parallel runs (default: the spec's study.workers)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed runs again."),
-    ray_address: str = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS)."),
+    ray_address: str = typer.Option(
+        None,
+        help="Join the Ray cluster at host:port (the head's `ray start` prints it; default: "
+        "RAY_ADDRESS); implies --executor ray.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Run every run of a sweep (skips finished ones, resumes unfinished ones)."""
     from audioscale.sweep.study import run_sweep
+
+    executor = ray_executor(executor, ray_address)
 
     summary = run_sweep(
         config, out, executor=executor, workers=workers, retry_failed=retry_failed,
@@ -33,6 +39,18 @@ def sweep_cmd(
     _print_status(summary)
     for kind, path in summary.get("exports", {}).items():
         typer.echo(f"{kind}: {path}", err=True)
+
+
+def ray_executor(executor: str | None, ray_address: str | None) -> str | None:
+    """An address asks for the Ray executor: it is chosen when none is named, and naming
+    another is a mistake (the spec's ``study.executor`` would otherwise decide silently)."""
+    from audioscale.errors import ConfigError
+
+    if ray_address is None:
+        return executor
+    if executor not in (None, "ray"):
+        raise ConfigError("--ray-address", f"needs --executor ray, not {executor}")
+    return "ray"
 
 
 @app.command("status")

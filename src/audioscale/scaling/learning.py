@@ -9,6 +9,9 @@ read (all numbers are suite scores, the mean of the task scores):
   beat theirs, and the best trained score minus the best random-init score.
 - **Training against the log-mel baseline** (kind ``baseline``; its features are
   standardised, see ``embed.baselines``): the best trained score minus its score.
+- **Pretrained references** (kind ``external``: encoders trained elsewhere, by other
+  methods, on other data): listed with the best trained score minus theirs, for scale
+  only; they never enter a fit and no verdict asks a trained run to beat them.
 - **Compute at each size.** Among runs that keep every other axis at the study's base
   (``axes.base_values``: data volume, clip length, mask ratio, architecture), the runs of
   one size (width, depth) are ordered by examples seen; compute "bought quality" at that
@@ -57,6 +60,10 @@ def versus_baselines(trained: list[dict], others: list[dict]) -> dict:
     random = {k: r for k, r in random.items() if _num(r.get("suite")) is not None}
     logmel = [r for r in others if r.get("kind") == "baseline" and _num(r.get("suite")) is not None]
     out: dict = {"n_trained": len(scored), "margin_asked": MARGIN}
+    external = [r for r in others if r.get("kind") == "external"]
+    if external:
+        out["external"] = [{"run_id": r.get("run_id"), "name": r.get("name"),
+                            "suite": _num(r.get("suite"))} for r in external]  # fmt: skip
     if not scored:
         return out
     best = max(scored, key=lambda r: r["suite"])
@@ -78,7 +85,13 @@ def versus_baselines(trained: list[dict], others: list[dict]) -> dict:
         lm = max(logmel, key=lambda r: r["suite"])
         out["logmel"] = {"run_id": lm.get("run_id"), "suite": float(lm["suite"])}
         out["margin_over_logmel"] = float(best["suite"]) - float(lm["suite"])
+    for e in out.get("external", []):
+        e["best_trained_minus_this"] = _margin(best["suite"], e["suite"])
     return out
+
+
+def _margin(best: float, other: float | None) -> float | None:
+    return None if other is None else float(best) - float(other)
 
 
 def _base_runs(trained: list[dict]) -> list[dict]:

@@ -7,6 +7,8 @@ atomically. Choices (each recorded under ``settings`` in the output):
 
 - Only rows with ``kind == "trained"`` (or no kind) enter fits; baselines (random-init,
   baseline, external) are listed under ``baselines`` for the plots and the verdict.
+  External (pretrained reference) rows do not widen the score-vs-RankMe band either,
+  and the verdict names them for scale only, apart from the baselines a run must beat.
 - Intervals: percentile bootstrap over runs, ``n_resamples`` (default 1000), seeded
   (``scaling.bootstrap``). Log-log OLS fits and Spearman are bootstrapped vectorised.
   The joint L(N, D) law and the allocation refit 5 parameters per resample and use
@@ -626,6 +628,18 @@ def _finite(v: object) -> bool:
     return v is not None and bool(np.isfinite(float(v)))
 
 
+def _external_sentence(external: list[dict], scores: list[float]) -> list[str]:
+    """Pretrained references, for scale: never fitted, never a bar to clear."""
+    if not external:
+        return []
+    listed = ", ".join(f"{b['run_id']} {b['suite']:.3g}" for b in external)
+    best = f"; best trained run {max(scores):.3g}" if scores else ""
+    return [
+        f"Pretrained reference encoders (other methods and data; not fitted, and their "
+        f"RankMe is not comparable with the runs') scored on the suite: {listed}{best}."
+    ]
+
+
 def _baseline_sentences(fits: dict) -> list[str]:
     trained = [v for v in fits["score_vs_rankme"].get("rankme_values", []) if v is not None]
     out = []
@@ -640,6 +654,8 @@ def _baseline_sentences(fits: dict) -> list[str]:
         )
     scores = [v for v in fits["score_vs_rankme"].get("suite_values", []) if _finite(v)]
     scored = [b for b in fits.get("baselines", []) if _finite(b.get("suite"))]
+    out += _external_sentence([b for b in scored if b.get("kind") == "external"], scores)
+    scored = [b for b in scored if b.get("kind") != "external"]
     if scores and scored:
         best = max(scored, key=lambda b: b["suite"])
         if best["suite"] > max(scores):
@@ -724,7 +740,9 @@ def fit_results(
             for i, r in zip(_ids(others), others, strict=True)
         ],
     }
-    fits["score_vs_rankme"] = score_vs_rankme(trained, s, col(others, "rankme"))
+    # the fit's band spans the baselines' RankMe, not the external encoders' (another method)
+    own = [r for r in others if r.get("kind") != "external"]
+    fits["score_vs_rankme"] = score_vs_rankme(trained, s, col(own, "rankme"))
     fits["score_vs_rankme"]["rankme_values"] = col(trained, "rankme")
     fits["score_vs_rankme"]["suite_values"] = col(trained, "suite")
     fits["laws"] = single_laws(trained, s, n_col, d_col)

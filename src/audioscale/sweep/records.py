@@ -206,9 +206,12 @@ class EvalContextInfo(Record):
 
 @dataclass
 class BaselineInfo(Record):
-    """What only the hand-crafted log-mel baseline states."""
+    """What only a baseline states: the log-mel one's reference set, an external
+    encoder's identity."""
 
     standardised_on: str | None = column("the crops its standardisation statistics come from")
+    encoder_identity: str | None = column("an external encoder's weights identity "
+                                          "(Encoder.identity)")  # fmt: skip
 
 
 @dataclass

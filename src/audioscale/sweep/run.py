@@ -61,7 +61,7 @@ import os
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -613,12 +613,31 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
+def external_encoder(spec: str) -> tuple[Any, dict]:
+    """A pretrained reference encoder (checked by the encoder checker) and its info."""
+    from audioscale.embed.checker import assert_ok
+    from audioscale.embed.registry import get_encoder
+
+    encoder = get_encoder(spec)
+    assert_ok(encoder)
+    params = sum(p.numel() for v in vars(encoder).values() if hasattr(v, "parameters")
+                 for p in v.parameters())  # fmt: skip
+    info = RunInfo.build(family=spec, preset=None, params=params, params_nonembed=params,
+                         encoder_identity=encoder.identity())  # fmt: skip
+    return encoder, info
+
+
 def execute_baseline(job: Any, run_dir: str | Path, ctx: EvalContext) -> dict:
-    """Random-init encoder or log-mel statistics: measured and probed like a final
-    checkpoint (no training, so no intermediate checkpoints and no train slice)."""
+    """Random-init encoder, log-mel statistics or an external pretrained encoder: measured
+    and probed like a final checkpoint (no training, so no intermediate checkpoints and no
+    train slice)."""
     cfg = job.config
     t0 = time.time()
-    if job.kind == "random-init":
+    if job.kind == "external":
+        # its own last layer: the study's eval.rankme_layer indexes our blocks, not its own
+        ctx = replace(ctx, layer=-1)
+        encoder, info = external_encoder(job.encoder)
+    elif job.kind == "random-init":
         from audioscale.embed.ours import RandomInitEncoder
         from audioscale.models.ladder import resolve
 

@@ -8,7 +8,7 @@ A sweep YAML looks like::
     zip:                                                        # varied together
       - {model.width: [64, 128], model.heads: [2, 4]}
     runs: [{size: nano, steps: 600}]                            # explicit extra runs
-    baselines: {random_init: true, logmel_stats: true}
+    baselines: {random_init: true, logmel_stats: true, external: [crepe:tiny, hear-naive]}
     study: {workers: 2}
 
 Choices:
@@ -30,6 +30,12 @@ Choices:
   and frontend; the training-only keys mask_ratio and norm_pix_loss excluded, seed of
   the first run using it) and one log-mel-statistics baseline per distinct frontend.
   They are measured and probed like trained runs, with ``kind`` naming them.
+- ``baselines.external`` (off by default): pretrained reference encoders by their
+  ``get_encoder`` spec (``audioscale.external_specs``: crepe:full, crepe:tiny,
+  resemblyzer, hear-naive, or hf:<dir>), one job each of kind ``external``, measured and
+  probed on the same pool and tasks (at the study's layer) and never fitted: RankMe
+  compares runs of one method. A name that is unknown or whose package is missing fails
+  the spec at load with one line naming the key.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from audioscale.config import RunConfig, Strict, apply_overrides, config_hash, load_yaml, validate
 from audioscale.errors import ConfigError
@@ -63,7 +69,7 @@ SHORTHANDS = {
     "lr": "train.lr",
 }
 
-KINDS = ("trained", "random-init", "baseline", "verify")
+KINDS = ("trained", "random-init", "baseline", "external", "verify")
 # kinds that are pretrained (a verification run is trained like any run, and kept out of
 # the fits so that it tests them: scaling.verify)
 TRAINED_KINDS = ("trained", "verify")
@@ -74,6 +80,18 @@ class Baselines(Strict):
 
     random_init: bool = True
     logmel_stats: bool = True
+    external: list[str] = Field(default_factory=list)  # get_encoder specs: reference rows
+
+    @field_validator("external")
+    @classmethod
+    def _known(cls, specs: list[str]) -> list[str]:
+        from audioscale.external_specs import external_problem
+
+        for i, spec in enumerate(specs):
+            problem = external_problem(spec)
+            if problem:
+                raise ValueError(f"item {i}: {problem}")
+        return [str(spec).strip() for spec in specs]
 
 
 class StudySettings(Strict):
@@ -108,8 +126,9 @@ class Job:
     """One unit of work: a trained run or a baseline encoder, with its id and config."""
 
     run_id: str
-    kind: str  # trained | random-init | baseline | verify
+    kind: str  # trained | random-init | baseline | external | verify
     config: RunConfig
+    encoder: str | None = None  # kind external: the get_encoder spec
 
     @property
     def name(self) -> str:
@@ -260,6 +279,15 @@ def architecture(cfg: RunConfig) -> dict:
     return {"model": model, "frontend": cfg.frontend.model_dump(mode="json")}
 
 
+def random_init_name(cfg: RunConfig) -> str:
+    """``random-<size>``, plus the family and patch shape where they are not the defaults
+    (ViT, time patches), so that random-init encoders of different architectures of one
+    size have different names."""
+    m = cfg.model
+    extra = [v for v, default in ((m.family, "vit"), (m.patch, "time")) if v != default]
+    return "-".join(["random", size_tag(cfg), *extra])
+
+
 def baseline_jobs(trained: list[Job], baselines: Baselines) -> list[Job]:
     jobs: list[Job] = []
     seen: set[str] = set()
@@ -270,7 +298,7 @@ def baseline_jobs(trained: list[Job], baselines: Baselines) -> list[Job]:
             if key in seen:
                 continue
             seen.add(key)
-            name = f"random-{size_tag(cfg)}"
+            name = random_init_name(cfg)
             bcfg = cfg.model_copy(update={"name": name})
             jobs.append(Job(f"{name}-{key}", "random-init", bcfg))
     if baselines.logmel_stats:
@@ -282,7 +310,22 @@ def baseline_jobs(trained: list[Job], baselines: Baselines) -> list[Job]:
             seen.add(key)
             bcfg = cfg.model_copy(update={"name": "logmel-stats"})
             jobs.append(Job(f"logmel-stats-{key}", "baseline", bcfg))
+    for spec in dict.fromkeys(baselines.external):
+        jobs.append(external_job(trained[0].config, spec))
     return jobs
+
+
+def external_job(base: RunConfig, spec: str) -> Job:
+    """A pretrained reference encoder (``get_encoder(spec)``): run id from the spec, the
+    version of the wheel holding its weights and their fingerprint
+    (``external_specs.fingerprint``: other weights are another row); the config
+    only carries the study's data and eval settings."""
+    from audioscale.external_specs import fingerprint, package_version
+
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", spec.removeprefix("hf:")).strip("-")[:40]
+    key = config_hash({"kind": "external", "encoder": spec, "version": package_version(spec),
+                       "weights": fingerprint(spec)})  # fmt: skip
+    return Job(f"ext-{name}-{key}", "external", base.model_copy(update={"name": name}), spec)
 
 
 def verification_job(sweep: Sweep, preset: str, steps: int) -> Job:
