@@ -210,3 +210,19 @@ def test_run_name_and_error_text_cannot_inject_markup():
     page = render_html(rows, fits, [], "study")
     assert page.count("<script>") == CHECK_SCRIPT.count("<script>")  # only our own
     assert page.count("&lt;script&gt;") >= 4
+
+
+def test_figures_draw_intervals_that_exclude_their_estimate():
+    """A percentile bootstrap interval need not contain its point estimate (a Spearman of
+    exactly 1 with resamples below it): the figures still draw, with a zero-length bar."""
+    import matplotlib.pyplot as plt
+
+    from audioscale.report.figures import fig_early_training, fig_metric_comparison
+
+    point = {"fraction": 0.5, "value": 1.0, "ci": [0.8, 0.95]}
+    fig = fig_early_training([], [], {"early_training": {"points": [point]}})
+    spearman = {"spearman": {"value": 1.0, "ci": [0.8, 0.95]}}
+    fig2 = fig_metric_comparison([], [], {"metric_comparison": {"targets": {
+        "suite": {"rankme": spearman}}}})  # fmt: skip
+    plt.close(fig)
+    plt.close(fig2)

@@ -239,6 +239,13 @@ def _readable_log_ticks(ax) -> None:
     ax.tick_params(axis="x", labelrotation=30)
 
 
+def error_bars(v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
+    """matplotlib's (below, above) lengths of intervals [lo, hi] around v, never negative:
+    a percentile bootstrap interval need not contain its point estimate (a Spearman of
+    exactly 1, say, with resamples below it), and matplotlib refuses a negative length."""
+    return [np.clip(v - lo, 0, None), np.clip(hi - v, 0, None)]
+
+
 def fig_early_training(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure:
     """RankMe vs step per run, and Spearman(RankMe at fraction, final score) with CIs."""
     runs: dict[str, list[tuple[float, float]]] = {}
@@ -265,7 +272,7 @@ def fig_early_training(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure
         v = np.array([p["value"] for p in pts])
         lo = np.array([p["ci"][0] if p.get("ci") else p["value"] for p in pts])
         hi = np.array([p["ci"][1] if p.get("ci") else p["value"] for p in pts])
-        a2.errorbar(f, v, yerr=[v - lo, hi - v], fmt="o-", capsize=3)
+        a2.errorbar(f, v, yerr=error_bars(v, lo, hi), fmt="o-", capsize=3)
         a2.set_xscale("log", base=2)
     else:
         a2.text(
@@ -306,7 +313,8 @@ def fig_metric_comparison(rows: list[dict], ckpt: list[dict], fits: dict) -> Fig
             his.append(0 if v is None or ci[1] is None else ci[1] - v)
         any_bar |= bool(np.isfinite(vals).any())
         xs = np.arange(len(metrics)) + (k - (len(targets) - 1) / 2) * width
-        ax.bar(xs, vals, width, yerr=[los, his], capsize=2, label=tname.replace("domain_", ""))
+        yerr = [np.clip(los, 0, None), np.clip(his, 0, None)]  # see error_bars
+        ax.bar(xs, vals, width, yerr=yerr, capsize=2, label=tname.replace("domain_", ""))
     if not any_bar:
         plt.close(fig)
         raise NoFigure("no metric has a defined Spearman (too few runs)")
