@@ -33,9 +33,10 @@ Choices:
 - ``baselines.external`` (off by default): pretrained reference encoders by their
   ``get_encoder`` spec (``audioscale.external_specs``: crepe:full, crepe:tiny,
   resemblyzer, hear-naive, or hf:<dir>), one job each of kind ``external``, measured and
-  probed on the same pool and tasks (at the study's layer) and never fitted: RankMe
-  compares runs of one method. A name that is unknown or whose package is missing fails
-  the spec at load with one line naming the key.
+  probed on the same pool and tasks at the encoder's own last layer (``eval.rankme_layer``
+  indexes our blocks) and never fitted: RankMe compares runs of one method. A name that
+  is unknown or whose package is missing fails the spec at load with one line naming the
+  key.
 """
 
 from __future__ import annotations
