@@ -70,6 +70,8 @@ BASE = [
     "eval.rankme_samples=1024",
 ]
 
+LR05 = "train.base_lr=5e-4"
+
 # name -> (what changed, overrides on top of BASE)
 ARMS: dict[str, tuple[str, list[str]]] = {
     # Every arm listed here was run, in this order of discovery: the current recipe (lr rule
@@ -124,6 +126,21 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "nopix": (
         "MSE on raw patches (norm_pix_loss off)",
         ["train.steps=1500", "model.norm_pix_loss=false"],
+    ),
+    # Round 2 (fused AdamW on CPU from here on: same update rule, other rounding, so the
+    # round-2 control r2-base is rerun rather than compared with lr05): levers on top of
+    # the chosen recipe (femto, base_lr 5e-4, 1,500 steps).
+    "r2-base": ("round-2 control: chosen recipe, 1500 steps", ["train.steps=1500", LR05]),
+    "r2-mask50": ("mask ratio 0.5", ["train.steps=1500", LR05, "model.mask_ratio=0.5"]),
+    "r2-dec64x2": ("decoder 64 x 2 blocks", ["train.steps=1500", LR05, "model.decoder_depth=2"]),
+    "r2-dec128x2": (
+        "decoder 128 x 2 blocks",
+        ["train.steps=1500", LR05, "model.decoder_depth=2", "model.decoder_width=128"],
+    ),
+    "r2-s3000": ("round-2 control, 3000 steps", ["train.steps=3000", LR05]),
+    "r2-dec64x2-s3000": (
+        "decoder 64 x 2 blocks, 3000 steps",
+        ["train.steps=3000", LR05, "model.decoder_depth=2"],
     ),
 }
 
@@ -180,8 +197,9 @@ def _encoder(name: str):
 
     if name == "ref:logmel":
         return get_encoder("logmel-stats")
-    if name.startswith("ref:random-"):
-        return get_encoder(f"random:{name[len('ref:random-') :]}:0")
+    if name.startswith("ref:random-"):  # ref:random-<preset>[-s<seed>], seed 0 by default
+        preset, _, seed = name[len("ref:random-") :].partition("-s")
+        return get_encoder(f"random:{preset}:{seed or 0}")
     return get_encoder(str(_arm_dir(name) / "run"))
 
 
@@ -189,24 +207,24 @@ def _variants(n_layers: int) -> dict[str, list[int]]:
     return {"last": [n_layers - 1], "middle": [(n_layers - 1) // 2], "mean": list(range(n_layers))}
 
 
-def _standardise(emb: np.ndarray, train_idx: np.ndarray) -> np.ndarray:
-    mu = emb[train_idx].mean(0, keepdims=True)
-    sd = emb[train_idx].std(0, keepdims=True)
-    return (emb - mu) / np.where(sd > 1e-8, sd, 1.0)
-
-
 def _probe(tasks, embs, oks, standardise: bool) -> dict:
     from audioscale.probe import knn
-    from audioscale.probe.suite import encode_labels, evaluate_embeddings, folds_of
+    from audioscale.probe.suite import (
+        encode_labels,
+        evaluate_embeddings,
+        folds_of,
+        standardise_on,
+    )
 
+    features = "standardised" if standardise else "raw"
+    res = evaluate_embeddings("x", tasks, embs, oks, ("linear", "knn"), features=features)
     if standardise:
         new = []
         for task, emb, ok in zip(tasks, embs, oks, strict=True):
             rows = [r for r, k in zip(task.rows, ok, strict=True) if k]
             ((_, tr, _, _),) = folds_of(task, rows)
-            new.append(_standardise(emb, tr))
+            new.append(standardise_on(emb, tr))
         embs = new
-    res = evaluate_embeddings("x", tasks, embs, oks, ("linear", "knn"))
     per = {}
     for task, emb, ok in zip(tasks, embs, oks, strict=True):
         rows = [r for r, k in zip(task.rows, ok, strict=True) if k]
@@ -411,11 +429,12 @@ def table(layer: str, norm: str = "raw") -> str:
             continue
         s = v[norm]["suite"]
         tr = d.get("train") or {}
-        desc = (
-            ARMS[n][0]
-            if n in ARMS
-            else {"ref_logmel": "log-mel mean+std baseline"}.get(n, "random init (seed 0)")
-        )
+        if n in ARMS:
+            desc = ARMS[n][0]
+        elif n == "ref_logmel":
+            desc = "log-mel mean+std baseline"
+        else:
+            desc = f"random init (seed {n.partition('-s')[2] or 0})"
         lines.append(
             f"| {n} | {desc} | {tr.get('steps', '-')} | {_fmt(tr.get('wall_s'), 0)} "
             f"| {_fmt(tr.get('examples_per_s'), 0)} | {_fmt(s['valid_linear'])} "

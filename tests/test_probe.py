@@ -223,3 +223,50 @@ def test_linear_probe_without_a_usable_valid_split_keeps_the_last_epoch():
                             metric="mAP", multilabel=True)  # fmt: skip
     assert r["best_epoch"] == linear.EPOCHS and np.isnan(r["valid_score"])
     assert r["score"] > 0.6  # chance (mean prevalence) is ~0.33
+
+
+def test_standardise_on_uses_the_reference_rows_only():
+    from audioscale.probe.suite import standardise_on
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, size=(50, 4)).astype(np.float32)
+    x[:, 2] = 7.0  # constant on the reference rows: centred, not divided by ~0
+    ref = np.arange(30)
+    z = standardise_on(x, ref)
+    assert z.dtype == np.float32
+    np.testing.assert_allclose(z[ref].mean(0), 0.0, atol=1e-6)  # float32 rounding of ~1
+    np.testing.assert_allclose(z[ref][:, [0, 1, 3]].std(0), 1.0, atol=1e-6)
+    assert np.all(z[:, 2] == 0.0)
+    # the statistics are the reference rows', not all rows'
+    mu, sd = x[ref].mean(0), x[ref].std(0)
+    np.testing.assert_allclose(z[40, 0], (x[40, 0] - mu[0]) / sd[0], rtol=1e-5)
+
+
+def test_standardised_probes_ignore_per_dimension_offsets_and_scales():
+    """A shared offset (the raw log-mel statistics' ~-47 dB) and per-dimension scales do
+    not change standardised scores (both probes see the same z-scores, to float32
+    rounding), while they do change raw cosine kNN."""
+    x, y = clusters(200, c=4, d=8, sep=1.5, seed=3)
+    splits = ["train"] * 120 + ["valid"] * 30 + ["test"] * 50
+    task = make_task("t", "speech", y, splits)
+    scale = np.geomspace(0.1, 10.0, 8).astype(np.float32)
+    shifted = (x * scale - 47.0).astype(np.float32)
+    kw = {"linear_kw": {"epochs": 30}}
+    a = evaluate_embeddings("m", [task], [x], **kw).tasks["t"]
+    b = evaluate_embeddings("m", [task], [shifted], **kw).tasks["t"]
+    for p in ("linear", "knn"):
+        assert b[p]["score"] == pytest.approx(a[p]["score"], abs=0.02)
+        assert b[p]["settings"]["features"] == "standardised"
+    raw_a = evaluate_embeddings("m", [task], [x], protocols=["knn"], features="raw")
+    raw_b = evaluate_embeddings("m", [task], [shifted], protocols=["knn"], features="raw")
+    assert raw_b.tasks["t"]["knn"]["score"] < raw_a.tasks["t"]["knn"]["score"] - 0.1
+    assert raw_a.tasks["t"]["knn"]["settings"]["features"] == "raw"
+
+
+def test_unknown_probe_features_are_refused():
+    from audioscale.errors import ConfigError
+
+    x, y = clusters(40, c=2)
+    task = make_task("t", "speech", y, ["train"] * 30 + ["test"] * 10)
+    with pytest.raises(ConfigError, match="features"):
+        evaluate_embeddings("m", [task], [x], protocols=["knn"], features="whitened")

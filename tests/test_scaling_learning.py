@@ -51,3 +51,20 @@ def test_compute_rises_per_size_and_the_largest_budget_winner():
     cb = compute_buys_quality(trained)
     assert not cb["per_size"]["64x2"]["rises_overall"] and not cb["all_sizes_rise"]
     assert "not at 64x2" in " ".join(sentences({"baselines": {}, "compute": cb}))
+
+
+def test_random_init_seeds_are_averaged_per_architecture():
+    """Each trained run meets the mean of its architecture's random inits, not one draw."""
+    seeds = [_random("femto", s) | {"run_id": f"random-femto-{i}"}
+             for i, s in enumerate((0.58, 0.62, 0.63))]  # fmt: skip
+    trained = [_run("femto", 1000, 0.615), _run("femto", 2000, 0.64)]
+    vb = versus_baselines(trained, seeds)
+    br = vb["best_random_init"]
+    assert br["n_seeds"] == 3 and br["suite"] == pytest.approx(0.61)
+    assert (br["suite_min"], br["suite_max"]) == (0.58, 0.63)
+    assert br["run_ids"] == ["random-femto-0", "random-femto-1", "random-femto-2"]
+    # 0.615 beats the mean 0.61 though not the best seed; 0.64 beats both
+    assert vb["vs_own_random_init"]["n_beat"] == 2
+    assert vb["margin_over_random_init"] == pytest.approx(0.64 - 0.61)
+    words = " ".join(sentences({"baselines": vb, "compute": {}}))
+    assert "mean of 3 init seeds 0.610, range 0.580-0.630" in words

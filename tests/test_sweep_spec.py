@@ -81,6 +81,22 @@ def test_baselines_one_random_init_per_architecture_and_one_logmel():
     assert all(j.kind == "trained" for j in off.jobs)
 
 
+def test_random_init_seeds_add_one_encoder_per_seed_and_keep_the_first_id():
+    spec = {"base": BASE, "axes": {"size": ["atto", "femto"], "steps": [10, 20]}}
+    one = [j for j in load_sweep(spec).jobs if j.kind == "random-init"]
+    three = [j for j in load_sweep(spec | {"baselines": {"random_init_seeds": 3}}).jobs
+             if j.kind == "random-init"]  # fmt: skip
+    assert [j.config.name for j in three] == [
+        "random-atto", "random-atto-seed1", "random-atto-seed2",
+        "random-femto", "random-femto-seed1", "random-femto-seed2",
+    ]  # fmt: skip
+    assert [j.config.train.seed for j in three] == [0, 1, 2, 0, 1, 2]
+    assert {j.run_id for j in one} <= {j.run_id for j in three}  # seed 0 keeps its run id
+    assert len({j.run_id for j in three}) == 6
+    with pytest.raises(ConfigError, match="random_init_seeds"):
+        load_sweep(spec | {"baselines": {"random_init_seeds": 0}})
+
+
 def test_random_init_names_tell_architectures_of_one_size_apart():
     spec = {"base": BASE, "axes": {"family": ["vit", "conformer"], "patch": ["time", "square"]}}
     names = [j.config.name for j in load_sweep(spec).jobs if j.kind == "random-init"]

@@ -188,6 +188,8 @@ class EvalConfig(Strict):
     rankme_centred: bool = False
     rankme_seed: int = 0
     protocols: list[Literal["linear", "knn"]] = Field(default_factory=lambda: ["linear", "knn"])
+    # probe input: z-scored per dimension on each task's train split, or as extracted
+    probe_features: Literal["standardised", "raw"] = "standardised"
 
 
 class RunConfig(Strict):

@@ -45,7 +45,8 @@ def run_study(
     When the joint law is fitted and allocates a budget (fits.json ``verification``), the
     allocated configuration is trained as a run of kind ``verify`` (kept out of every
     fit), measured like any run, and the fits are written again with its outcome; the
-    spec's ``study.verify: false`` or ``verify=False`` (``--no-verify``) skip it.
+    spec's ``study.verify: false`` or ``verify=False`` (``--no-verify``) skip it. It trains
+    alone, so it runs on one worker with all the sweep's threads.
     ``address``: the Ray cluster the Ray executor joins (default: ``RAY_ADDRESS``)."""
     path = resolve_source(source)
     sweep = load_sweep(path)  # validate everything before the corpus build
@@ -59,7 +60,11 @@ def run_study(
     if job is not None:
         if progress:
             print(f"verification run: {job.run_id}", file=sys.stderr)
-        summary = run_sweep(path, out, executor, workers, **run, extra_jobs=[job])
+        # it trains alone: one worker gets every thread of the sweep's workers
+        s = sweep.settings
+        threads = (workers or s.workers) * s.threads_per_worker
+        summary = run_sweep(path, out, executor, 1, **run, extra_jobs=[job],
+                            threads_per_worker=threads)  # fmt: skip
         fits = fit_study(out)
     report = write_report(out)
     return {

@@ -63,6 +63,12 @@ def probe_cmd(
         ..., "--task", help="Task folder (repeatable); a folder of task folders expands."
     ),
     protocol: str = typer.Option("both", "--protocol", help="linear, knn or both."),
+    features: str = typer.Option(
+        "standardised",
+        "--features",
+        help="Probe input: standardised (z-scored per dimension on each task's train split) "
+        "or raw.",
+    ),
     cache: Path | None = typer.Option(
         Path("cache/embeddings"), "--cache", help="Embedding cache folder."
     ),
@@ -81,6 +87,8 @@ def probe_cmd(
     choices = {"both": ("linear", "knn"), "linear": ("linear",), "knn": ("knn",)}
     if protocol not in choices:
         raise ConfigError("--protocol", f"{protocol!r} is not linear, knn or both")
+    if features not in ("standardised", "raw"):
+        raise ConfigError("--features", f"{features!r} is not standardised or raw")
     enc = get_encoder(model)
     assert_ok(enc)
     try:
@@ -96,6 +104,7 @@ def probe_cmd(
         progress=not as_json,
         layer=layer,
         batch_size=batch_size,
+        features=features,
     )
     out = res.to_json()
     if as_json:

@@ -7,6 +7,16 @@ its train rows (``VALID_FRACTION`` per class, seeded, at least one clip of a cla
 two or more). K-fold tasks: each fold in turn is the test set, the others train; the
 task score is the mean over folds and ``n_test`` counts every clip once.
 
+Features (``features``): ``standardised`` (the default) z-scores every embedding
+dimension with the mean and (population) standard deviation of that fold's train clips
+before either probe (a dimension constant on train is only centred), so every encoder
+is probed on the same footing whatever its offsets and scales (raw log-mel statistics
+share a ~-47 dB offset that dominates cosine kNN; the linear probe's LayerNorm
+normalises each clip across dimensions, not each dimension across clips). Chosen on
+the validation splits of the learning-regime ablation, where it scored at or
+above ``raw`` for every encoder (README, "Probes"). ``raw`` probes the embeddings as
+they are.
+
 Aggregates (primary protocol = linear when run, else the first one): ``suite`` = mean
 of task scores; ``suite_weighted`` = mean weighted by ``n_test``; ``domains`` = mean per
 domain (speech, music, environment) of the tasks present; each also per protocol.
@@ -27,6 +37,7 @@ from audioscale.probe.metrics import chance
 from audioscale.utils import nan_to_none
 
 PROTOCOLS = ("linear", "knn")
+FEATURES = ("standardised", "raw")
 VALID_FRACTION = 0.1
 SEED = 0
 
@@ -173,6 +184,14 @@ def folds_of(task, ok_rows: list[dict]) -> list[tuple[str, np.ndarray, np.ndarra
 # --------------------------------------------------------------------------- probing
 
 
+def standardise_on(emb: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``emb`` z-scored per dimension with the mean and population std of ``emb[ref]``
+    (float64 statistics; a dimension with std below 1e-8 is only centred)."""
+    x = emb[ref].astype(np.float64)
+    mu, sd = x.mean(0), x.std(0)
+    return ((emb - mu) / np.where(sd > 1e-8, sd, 1.0)).astype(emb.dtype, copy=False)
+
+
 def probe_task(
     task,
     emb: np.ndarray,
@@ -180,9 +199,16 @@ def probe_task(
     protocols: Sequence[str],
     linear_kw: dict | None = None,
     knn_kw: dict | None = None,
+    features: str = "standardised",
 ) -> dict[str, dict]:
-    """Probe one task from its clip embeddings (aligned with ``ok_rows``)."""
+    """Probe one task from its clip embeddings (aligned with ``ok_rows``); ``features``
+    as the module docstring says."""
+    if features not in FEATURES:
+        from audioscale.errors import ConfigError
+
+        raise ConfigError("features", f"{features!r} is not one of {FEATURES}")
     y = encode_labels(task, ok_rows)
+    raw = emb
     n_classes = len(task.labels)
     per: dict[str, list[dict]] = {p: [] for p in protocols}
     chances = []
@@ -191,6 +217,7 @@ def probe_task(
         if len(tr) == 0 or len(te) == 0:
             continue
         va = va if len(va) else tr
+        emb = standardise_on(raw, tr) if features == "standardised" else raw
         n_test += len(te)
         chances.append(chance(task.metric, y[tr], y[te]))
         common = {"n_classes": n_classes, "metric": task.metric, "multilabel": task.multilabel}
@@ -213,7 +240,7 @@ def probe_task(
             "n_test": n_test,
             "chance": float(np.mean(chances)),
             "n_folds": len(rs),
-            "settings": rs[0]["settings"],
+            "settings": rs[0]["settings"] | {"features": features},
         }
         if len(rs) > 1:
             res["fold_scores"] = [r["score"] for r in rs]
@@ -244,10 +271,11 @@ def evaluate_embeddings(
     protocols: Sequence[str] = PROTOCOLS,
     linear_kw: dict | None = None,
     knn_kw: dict | None = None,
+    features: str = "standardised",
 ) -> SuiteResult:
     """Probe precomputed clip embeddings. ``embeddings[i]`` holds the good clips of
     ``tasks[i].rows`` in row order; ``oks[i]`` (N,) marks which rows those are (all when
-    None)."""
+    None); ``features``: ``standardised`` or ``raw`` (module docstring)."""
     t0 = time.perf_counter()
     protocols = _check_protocols(protocols)
     res = SuiteResult(model=model, protocols=protocols)
@@ -256,7 +284,9 @@ def evaluate_embeddings(
         ok_rows = [r for r, keep in zip(task.rows, ok, strict=True) if keep]
         if len(ok_rows) != len(emb):
             raise ValueError(f"task {task.name}: {len(emb)} embeddings for {len(ok_rows)} rows")
-        res.tasks[task.name] = probe_task(task, emb, ok_rows, protocols, linear_kw, knn_kw)
+        res.tasks[task.name] = probe_task(
+            task, emb, ok_rows, protocols, linear_kw, knn_kw, features
+        )
         res.domains_of[task.name] = task.domain
     res.wall_s = time.perf_counter() - t0
     return res
@@ -287,6 +317,7 @@ def evaluate(
     batch_size: int = 16,
     linear_kw: dict | None = None,
     knn_kw: dict | None = None,
+    features: str = "standardised",
 ) -> SuiteResult:
     """Extract (or read cached) clip embeddings for every task, then probe them."""
     from audioscale.data.manifest import load_task
@@ -311,7 +342,9 @@ def evaluate(
         oks.append(ex.ok)
         if ex.errors:
             skipped[task.name] = {str(task.rows[i]["path"]): why for i, why in ex.errors.items()}
-    res = evaluate_embeddings(encoder.name, tasks, embs, oks, protocols, linear_kw, knn_kw)
+    res = evaluate_embeddings(
+        encoder.name, tasks, embs, oks, protocols, linear_kw, knn_kw, features
+    )
     res.encoder = encoder.describe()
     res.encoder["layer"] = layer
     res.skipped = skipped

@@ -442,10 +442,13 @@ def sec_learning(fits: dict) -> str:
                      fmt(vb["best_trained"]["suite"]), ""])  # fmt: skip
     if vb.get("best_random_init"):
         own = vb["vs_own_random_init"]
-        rows.append(["best random-init encoder", esc(vb["best_random_init"]["run_id"]),
-                     fmt(vb["best_random_init"]["suite"]),
-                     fmt(vb["margin_over_random_init"])])  # fmt: skip
-        rows.append(["trained runs beating their own random init", "",
+        br = vb["best_random_init"]
+        n = br.get("n_seeds", 1)
+        label = "best random-init encoder" + (f" (mean of {n} init seeds)" if n > 1 else "")
+        rows.append([label, esc(", ".join(br.get("run_ids") or [br["run_id"]])),
+                     fmt(br["suite"]), fmt(vb["margin_over_random_init"])])  # fmt: skip
+        rows.append(["trained runs beating their own random init" + (" (mean)" if n > 1 else ""),
+                     "",
                      esc(f"{own['n_beat']} of {own['n_compared']}"),
                      fmt(own["mean_margin"])])  # fmt: skip
     if vb.get("logmel"):

@@ -4,9 +4,11 @@ A scaling law over encoders that are worse than no training says nothing a resea
 can act on, so every study answers these questions from its own rows before any law is
 read (all numbers are suite scores, the mean of the task scores):
 - **Training against random init.** Each trained run is compared with the random-init
-  encoder of its own architecture (same family, patch, width, depth and heads: the
-  baseline the sweep adds per architecture). Reported: the fraction of trained runs that
-  beat theirs, and the best trained score minus the best random-init score.
+  encoders of its own architecture (same family, patch, width, depth and heads: the
+  baselines the sweep adds per architecture, one per init seed), through the mean of
+  their scores: one draw of random weights is itself a sample, and the spread over seeds
+  is reported beside the mean. Reported: the fraction of trained runs that beat their
+  architecture's mean, and the best trained score minus the best architecture's mean.
 - **Training against the log-mel baseline** (kind ``baseline``; its features are
   standardised, see ``embed.baselines``): the best trained score minus its score.
 - **Pretrained references** (kind ``external``: encoders trained elsewhere, by other
@@ -53,11 +55,26 @@ def _label(size: tuple) -> str:
     return "x".join("?" if v is None else f"{v:g}" for v in size)
 
 
+def random_init_means(others: list[dict]) -> dict[tuple, dict]:
+    """Per architecture: the mean suite of its scored random-init rows (one per init seed),
+    their count, range and run ids."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in others:
+        if r.get("kind") == "random-init" and _num(r.get("suite")) is not None:
+            groups.setdefault(_arch(r), []).append(r)
+    out = {}
+    for arch, rows in groups.items():
+        scores = [float(r["suite"]) for r in rows]
+        out[arch] = {"run_id": rows[0].get("run_id"), "run_ids": [r.get("run_id") for r in rows],
+                     "suite": sum(scores) / len(scores), "n_seeds": len(scores),
+                     "suite_min": min(scores), "suite_max": max(scores)}  # fmt: skip
+    return out
+
+
 def versus_baselines(trained: list[dict], others: list[dict]) -> dict:
     """Margins of the trained runs over random init (per architecture) and log-mel."""
     scored = [r for r in trained if _num(r.get("suite")) is not None]
-    random = {_arch(r): r for r in others if r.get("kind") == "random-init"}
-    random = {k: r for k, r in random.items() if _num(r.get("suite")) is not None}
+    random = random_init_means(others)
     logmel = [r for r in others if r.get("kind") == "baseline" and _num(r.get("suite")) is not None]
     out: dict = {"n_trained": len(scored), "margin_asked": MARGIN}
     external = [r for r in others if r.get("kind") == "external"]
@@ -78,9 +95,8 @@ def versus_baselines(trained: list[dict], others: list[dict]) -> dict:
             "fraction_beat": sum(w > 0 for w in wins) / len(pairs),
             "mean_margin": sum(wins) / len(wins),
         }
-        best_r = max(random.values(), key=lambda r: r["suite"])
-        out["best_random_init"] = {"run_id": best_r.get("run_id"), "suite": float(best_r["suite"])}
-        out["margin_over_random_init"] = float(best["suite"]) - float(best_r["suite"])
+        out["best_random_init"] = dict(max(random.values(), key=lambda r: r["suite"]))
+        out["margin_over_random_init"] = float(best["suite"]) - out["best_random_init"]["suite"]
     if logmel:
         lm = max(logmel, key=lambda r: r["suite"])
         out["logmel"] = {"run_id": lm.get("run_id"), "suite": float(lm["suite"])}
@@ -154,11 +170,22 @@ def sentences(learning: dict, verification: dict | None = None) -> list[str]:
         m = vb["margin_over_random_init"]
         own = vb["vs_own_random_init"]
         verb = "beat" if m >= MARGIN else "did not clearly beat" if m > 0 else "did not beat"
+        br = vb["best_random_init"]
+        n = br.get("n_seeds", 1)
+        what = (
+            f"the best random-init architecture (mean of {n} init seeds "
+            f"{br['suite']:.3f}, range {br['suite_min']:.3f}-{br['suite_max']:.3f})"
+            if n > 1 else f"the best random-init encoder ({br['suite']:.3f})"
+        )  # fmt: skip
+        mine = (
+            "the mean of their own architecture's random inits"
+            if n > 1
+            else ("the random-init encoder of their own architecture")
+        )
         out.append(
             f"Training {verb} random init: the best trained run scored "
-            f"{vb['best_trained']['suite']:.3f}, {m:+.3f} against the best random-init encoder "
-            f"({vb['best_random_init']['suite']:.3f}); {own['n_beat']} of {own['n_compared']} "
-            f"trained runs beat the random-init encoder of their own architecture."
+            f"{vb['best_trained']['suite']:.3f}, {m:+.3f} against {what}; "
+            f"{own['n_beat']} of {own['n_compared']} trained runs beat {mine}."
         )
     if "margin_over_logmel" in vb:
         m = vb["margin_over_logmel"]

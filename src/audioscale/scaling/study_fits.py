@@ -643,14 +643,17 @@ def _external_sentence(external: list[dict], scores: list[float]) -> list[str]:
 def _baseline_sentences(fits: dict) -> list[str]:
     trained = [v for v in fits["score_vs_rankme"].get("rankme_values", []) if v is not None]
     out = []
-    for b in fits.get("baselines", []):
-        if b.get("kind") != "random-init" or b.get("rankme") is None or not trained:
-            continue
+    random = [b["rankme"] for b in fits.get("baselines", [])
+              if b.get("kind") == "random-init" and b.get("rankme") is not None]  # fmt: skip
+    if random and trained:
         lo, hi = min(trained), max(trained)
-        where = "above" if b["rankme"] > hi else "below" if b["rankme"] < lo else "within"
+        where = {"above": sum(v > hi for v in random), "below": sum(v < lo for v in random)}
+        where["within"] = len(random) - where["above"] - where["below"]
+        counts = ", ".join(f"{n} {k}" for k, n in where.items() if n)
+        span = f"{min(random):.3g}" + (f"-{max(random):.3g}" if len(random) > 1 else "")
         out.append(
-            f"A random-init encoder ({b['run_id']}) had RankMe {b['rankme']:.3g}, {where} the "
-            f"trained runs' range [{lo:.3g}, {hi:.3g}]: compare RankMe among trained runs only."
+            f"The {len(random)} random-init encoder(s) had RankMe {span} ({counts} the trained "
+            f"runs' range [{lo:.3g}, {hi:.3g}]): compare RankMe among trained runs only."
         )
     scores = [v for v in fits["score_vs_rankme"].get("suite_values", []) if _finite(v)]
     scored = [b for b in fits.get("baselines", []) if _finite(b.get("suite"))]

@@ -106,6 +106,7 @@ class EvalContext:
     centred: bool = False
     seed: int = 0
     protocols: list[str] = field(default_factory=lambda: ["linear", "knn"])
+    probe_features: str = "standardised"  # probe.suite: standardised or raw
     cache_dir: str | None = None  # embedding (and log-mel) cache shared by the study's runs
     device: str = "auto"  # extraction device: the worker's GPU when it has one
     batch_size: int = 32
@@ -166,6 +167,7 @@ def build_eval_context(
         centred=ev.rankme_centred,
         seed=ev.rankme_seed,
         protocols=list(ev.protocols),
+        probe_features=ev.probe_features,
         cache_dir=str(cache_dir) if cache_dir else None,
     )
 
@@ -307,7 +309,7 @@ def probe_rows(name: str, tasks: dict[str, tuple[Any, Any]], ctx: EvalContext):
     pairs = list(tasks.values())
     res = evaluate_embeddings(
         name, [t for t, _ in pairs], [ex.emb for _, ex in pairs], [ex.ok for _, ex in pairs],
-        protocols=ctx.protocols,
+        protocols=ctx.protocols, features=ctx.probe_features,
     )  # fmt: skip
     rows = []
     for task_name, by_proto in res.tasks.items():
@@ -690,7 +692,8 @@ def one_line(e: BaseException) -> str:
 
 
 # 2: equal-N RankMe gap, held-out loss at the reference mask, standardised log-mel baseline
-EVAL_VERSION = 2
+# 3: probe features (eval.probe_features) in the key, standardised by default
+EVAL_VERSION = 3
 
 
 def eval_key(ctx: EvalContext) -> str:
@@ -701,16 +704,18 @@ def eval_key(ctx: EvalContext) -> str:
     This is the study-level half of a run's identity: ``RunConfig.run_hash`` leaves every
     ``eval.*`` key out, and each one reaches this key: ``tasks`` (folders, and their clips
     through the pool name), ``rankme_pool``, ``rankme_samples`` and ``rankme_seed`` (the
-    pool's file list), ``rankme_level / layer / centred``, ``rankme_seed`` (again) and
-    ``protocols``; so do the study's ``eval_pool / eval_split / eval_include_tasks``. A
-    change re-evaluates finished runs from their checkpoints and never retrains them.
+    pool's file list), ``rankme_level / layer / centred``, ``rankme_seed`` (again),
+    ``protocols`` and ``probe_features``; so do the study's ``eval_pool / eval_split /
+    eval_include_tasks``. A change re-evaluates finished runs from their checkpoints and
+    never retrains them.
     Execution settings of the evaluation (cache folder, device, batch size) are not in it.
     ``EVAL_VERSION`` is in it too: bump it when the evaluation code changes what it
     measures, so that finished studies are re-evaluated (never retrained)."""
     return config_hash(
         {"version": EVAL_VERSION, "pool": ctx.pool_name, "level": ctx.level,
          "layer": ctx.layer, "centred": ctx.centred, "seed": ctx.seed,
-         "tasks": list(ctx.task_dirs), "protocols": list(ctx.protocols)},
+         "tasks": list(ctx.task_dirs), "protocols": list(ctx.protocols),
+         "probe_features": ctx.probe_features},
         16,
     )  # fmt: skip
 

@@ -26,9 +26,11 @@ Choices:
   (RunConfig.run_hash: what determines the weights; no eval or execution keys) is the
   identity. Changing ``eval`` or an execution key (device, log_every, cache_dir, …) of a
   finished study keeps every run id, so nothing is trained again.
-- Baselines (on by default): one random-init encoder per distinct architecture (model
-  and frontend; the training-only keys mask_ratio and norm_pix_loss excluded, seed of
-  the first run using it) and one log-mel-statistics baseline per distinct frontend.
+- Baselines (on by default): random-init encoders of every distinct architecture (model
+  and frontend; the training-only keys mask_ratio and norm_pix_loss excluded), one per
+  init seed (``baselines.random_init_seeds``, from the seed of the first run using the
+  architecture; names of the extra seeds end in ``-seed<N>``), and one
+  log-mel-statistics baseline per distinct frontend.
   They are measured and probed like trained runs, with ``kind`` naming them.
 - ``baselines.external`` (off by default): pretrained reference encoders by their
   ``get_encoder`` spec (``audioscale.external_specs``: crepe:full, crepe:tiny,
@@ -80,6 +82,9 @@ class Baselines(Strict):
     """Reference encoders measured beside the trained runs (DESIGN: name the random-init value)."""
 
     random_init: bool = True
+    # init seeds per architecture (the first run's seed, +1, ...): the learning checks
+    # compare each trained run with the mean of its architecture's random-init scores
+    random_init_seeds: int = Field(1, ge=1, le=16)
     logmel_stats: bool = True
     external: list[str] = Field(default_factory=list)  # get_encoder specs: reference rows
 
@@ -295,13 +300,17 @@ def baseline_jobs(trained: list[Job], baselines: Baselines) -> list[Job]:
     if baselines.random_init:
         for job in trained:
             cfg = job.config
-            key = config_hash({"kind": "random-init", **architecture(cfg), "seed": cfg.train.seed})
-            if key in seen:
+            first = cfg.train.seed
+            arch = config_hash({"kind": "random-init", **architecture(cfg), "seed": first})
+            if arch in seen:
                 continue
-            seen.add(key)
-            name = random_init_name(cfg)
-            bcfg = cfg.model_copy(update={"name": name})
-            jobs.append(Job(f"{name}-{key}", "random-init", bcfg))
+            seen.add(arch)
+            for seed in range(first, first + baselines.random_init_seeds):
+                key = config_hash({"kind": "random-init", **architecture(cfg), "seed": seed})
+                name = random_init_name(cfg) + ("" if seed == first else f"-seed{seed}")
+                train = cfg.train.model_copy(update={"seed": seed})
+                bcfg = cfg.model_copy(update={"name": name, "train": train})
+                jobs.append(Job(f"{name}-{key}", "random-init", bcfg))
     if baselines.logmel_stats:
         for job in trained:
             cfg = job.config

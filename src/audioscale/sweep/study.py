@@ -133,9 +133,11 @@ def run_sweep(
     address: str | None = None,
     job_fn: Callable | None = None,
     extra_jobs: list[Job] | None = None,
+    threads_per_worker: int | None = None,
 ) -> dict[str, Any]:
     """Execute a sweep into study folder ``out``; returns ``Store.status()`` plus exports.
-    ``extra_jobs`` (the study's verification run) join the spec's jobs for this sweep."""
+    ``extra_jobs`` (the study's verification run) join the spec's jobs for this sweep;
+    ``threads_per_worker`` overrides the spec's ``study.threads_per_worker``."""
     from audioscale.sweep.run import build_eval_context, run_job, stale_runs
 
     sweep = load_sweep(source)
@@ -143,6 +145,8 @@ def run_sweep(
         known = {j.run_id for j in sweep.jobs}
         sweep.jobs += [j for j in extra_jobs if j.run_id not in known]
     s = sweep.settings
+    if threads_per_worker is not None:
+        s = s.model_copy(update={"threads_per_worker": threads_per_worker})
     executor = executor or s.executor
     workers = workers or s.workers
     if workers < 1:

@@ -23,7 +23,7 @@ Choices, each deliberate:
 - Clips: ``clip_frames`` = the frames of ``data.clip_seconds`` (``1 + samples // hop``) cut
   to a multiple of the patch width, as accounting counts tokens; ``clip_seconds`` in the
   logs is ``clip_frames * hop / sr`` (2.0 for 2 s).
-- Optimiser: AdamW (fused on CUDA), betas and weight decay from the config; no decay on
+- Optimiser: AdamW (fused on CPU and CUDA), betas and weight decay from the config; no decay on
   biases, norms and mask tokens (1-D parameters and ``mask_token``), as MAE. Peak lr from
   ``recipe.lr_for``, warm-up from ``recipe.warmup_steps``, cosine decay (schedule.py);
   gradient-norm clipping at ``grad_clip``.
@@ -268,13 +268,14 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(
     model: torch.nn.Module, t: TrainConfig, lr: float, device: torch.device
 ) -> torch.optim.AdamW:
-    """AdamW (fused on CUDA) with ``t``'s betas; weight decay on matrices only (no decay
-    on biases, norms and mask tokens)."""
+    """AdamW with ``t``'s betas, fused on CPU and CUDA (one kernel for all parameters: on
+    one CPU thread a femto step is ~15 % faster than the per-tensor loop, same update
+    rule); weight decay on matrices only (no decay on biases, norms and mask tokens)."""
     return torch.optim.AdamW(
         _param_groups(model, t.weight_decay),
         lr=lr,
         betas=(t.beta1, t.beta2),
-        fused=device.type == "cuda",
+        fused=device.type in ("cpu", "cuda"),
     )
 
 
