@@ -29,8 +29,9 @@ Usage::
     python bench/ablate_recipe.py speed [CELL ...]      # steps/s per config (interleaved)
     python bench/ablate_recipe.py list                  # arms and references
 
-References: ``ref:random-<preset>`` (random init, seed 0; the arm configs only change
-training, so one random-init row per architecture serves every arm of it; an arm with
+References: ``ref:random-<preset>[-s<seed>]`` (random init, seed 0 unless given; the arm
+configs only change training, so the random-init rows of an architecture serve every
+arm of it; an arm with
 ``model.input_norm=batchnorm`` is at init the identity on top of the same weights) and
 ``ref:logmel``. Outputs: ``bench/out/ablate/<arm>/`` (run folder + ``ablate.json``).
 Run one training at a time (OMP_NUM_THREADS=1); ``eval`` can overlap a ``train``.

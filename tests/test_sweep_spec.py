@@ -95,6 +95,12 @@ def test_random_init_seeds_add_one_encoder_per_seed_and_keep_the_first_id():
     assert len({j.run_id for j in three}) == 6
     with pytest.raises(ConfigError, match="random_init_seeds"):
         load_sweep(spec | {"baselines": {"random_init_seeds": 0}})
+    # a seed axis overlaps the seeds: each (architecture, seed) is one job, once
+    seeded = load_sweep({"base": BASE, "axes": {"seed": [0, 1]},
+                         "baselines": {"random_init_seeds": 3}})  # fmt: skip
+    rand = [j for j in seeded.jobs if j.kind == "random-init"]
+    assert sorted(j.config.train.seed for j in rand) == [0, 1, 2, 3]
+    assert len({j.run_id for j in seeded.jobs}) == len(seeded.jobs)
 
 
 def test_random_init_names_tell_architectures_of_one_size_apart():

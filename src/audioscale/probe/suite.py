@@ -9,7 +9,8 @@ task score is the mean over folds and ``n_test`` counts every clip once.
 
 Features (``features``): ``standardised`` (the default) z-scores every embedding
 dimension with the mean and (population) standard deviation of that fold's train clips
-before either probe (a dimension constant on train is only centred), so every encoder
+before either probe (a dimension constant on train, up to float32 rounding, becomes
+0: ``standardise_on``), so every encoder
 is probed on the same footing whatever its offsets and scales (raw log-mel statistics
 share a ~-47 dB offset that dominates cosine kNN; the linear probe's LayerNorm
 normalises each clip across dimensions, not each dimension across clips). Chosen on
@@ -184,12 +185,21 @@ def folds_of(task, ok_rows: list[dict]) -> list[tuple[str, np.ndarray, np.ndarra
 # --------------------------------------------------------------------------- probing
 
 
+REL_STD_FLOOR = 1e-5  # ~100x float32's epsilon (6e-8): below it a dimension is constant
+
+
 def standardise_on(emb: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """``emb`` z-scored per dimension with the mean and population std of ``emb[ref]``
-    (float64 statistics; a dimension with std below 1e-8 is only centred)."""
+    (float64 statistics). A dimension whose std is at most ``REL_STD_FLOOR`` times its
+    root mean square on ``ref`` is constant up to float32 rounding (mean pooling of equal
+    frames over clips of different lengths rounds differently) and becomes 0: its
+    rounding noise, which can follow the clip length, carries no information, and cosine
+    kNN would blow it up to unit length."""
     x = emb[ref].astype(np.float64)
     mu, sd = x.mean(0), x.std(0)
-    return ((emb - mu) / np.where(sd > 1e-8, sd, 1.0)).astype(emb.dtype, copy=False)
+    varies = sd > REL_STD_FLOOR * np.sqrt(mu**2 + sd**2)
+    z = np.where(varies, (emb - mu) / np.where(varies, sd, 1.0), 0.0)
+    return z.astype(emb.dtype, copy=False)
 
 
 def probe_task(

@@ -650,7 +650,8 @@ def _baseline_sentences(fits: dict) -> list[str]:
         where = {"above": sum(v > hi for v in random), "below": sum(v < lo for v in random)}
         where["within"] = len(random) - where["above"] - where["below"]
         counts = ", ".join(f"{n} {k}" for k, n in where.items() if n)
-        span = f"{min(random):.3g}" + (f"-{max(random):.3g}" if len(random) > 1 else "")
+        lo_r, hi_r = f"{min(random):.3g}", f"{max(random):.3g}"
+        span = lo_r if lo_r == hi_r else f"{lo_r}-{hi_r}"
         out.append(
             f"The {len(random)} random-init encoder(s) had RankMe {span} ({counts} the trained "
             f"runs' range [{lo:.3g}, {hi:.3g}]): compare RankMe among trained runs only."
@@ -659,6 +660,14 @@ def _baseline_sentences(fits: dict) -> list[str]:
     scored = [b for b in fits.get("baselines", []) if _finite(b.get("suite"))]
     out += _external_sentence([b for b in scored if b.get("kind") == "external"], scores)
     scored = [b for b in scored if b.get("kind") != "external"]
+    # random init as the learning checks see it (each architecture's mean over its init
+    # seeds) when they paired it with trained runs; else the random-init rows themselves
+    br = ((fits.get("learning") or {}).get("baselines") or {}).get("best_random_init")
+    if br and _finite(br.get("suite")):
+        scored = [b for b in scored if b.get("kind") != "random-init"]
+        n = br.get("n_seeds", 1)
+        kind = f"random-init, mean of {n} init seeds" if n > 1 else "random-init"
+        scored.append({"kind": kind, "run_id": br["run_id"], "suite": br["suite"]})
     if scores and scored:
         best = max(scored, key=lambda b: b["suite"])
         if best["suite"] > max(scores):

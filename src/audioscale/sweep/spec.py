@@ -301,12 +301,11 @@ def baseline_jobs(trained: list[Job], baselines: Baselines) -> list[Job]:
         for job in trained:
             cfg = job.config
             first = cfg.train.seed
-            arch = config_hash({"kind": "random-init", **architecture(cfg), "seed": first})
-            if arch in seen:
-                continue
-            seen.add(arch)
             for seed in range(first, first + baselines.random_init_seeds):
                 key = config_hash({"kind": "random-init", **architecture(cfg), "seed": seed})
+                if key in seen:  # another run's seeds (a seed axis) already hold it
+                    continue
+                seen.add(key)
                 name = random_init_name(cfg) + ("" if seed == first else f"-seed{seed}")
                 train = cfg.train.model_copy(update={"seed": seed})
                 bcfg = cfg.model_copy(update={"name": name, "train": train})
