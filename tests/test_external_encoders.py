@@ -372,6 +372,9 @@ def test_external_rows_are_reference_rows_never_fitted(tmp_path):
                      baselines={"random_init": False, "logmel_stats": False,
                                 "external": ["hear-naive"]})  # fmt: skip
     spec["base"]["eval"]["rankme_layer"] = 1  # our block 1; hear-naive has one layer only
+    # raw probe features: z-scores of hear-naive's 4,096 dimensions from this corpus's few
+    # train clips weigh noise like signal (test_probe_cli_clears_chance)
+    spec["base"]["eval"]["probe_features"] = "raw"
     out = tmp_path / "study"
     summary = run_sweep(spec, out, workers=1, progress=False, job_fn=fake_or_real)
     assert summary["counts"]["done"] == 6, summary
