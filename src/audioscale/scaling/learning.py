@@ -230,7 +230,7 @@ def verification_sentence(v: dict) -> str:
     iv = pred.get("interval")
     iv_s = f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else " (no interval)"
     head = (
-        f"The allocation for {v['budget_flops']:.2g} FLOPs was verified by training "
+        f"The allocation for {v['budget_flops']:.2g} FLOPs was checked by training "
         f"{run['preset']} for {run['steps']} steps: predicted suite "
         f"{pred.get('suite') or float('nan'):.3f}{iv_s}"
     )
@@ -239,7 +239,8 @@ def verification_sentence(v: dict) -> str:
         tail = {
             "hit": "inside the interval (hit)",
             "miss": f"outside the interval by {v.get('miss_by', 0):.3f} (miss)",
-            "no interval": "with no interval to check",
+            "no interval": f"with no interval to check ({pred.get('ci_reason', 'refused')}); "
+            "neither a hit nor a miss can be claimed",
         }[outcome]
         return f"{head}, measured {meas:.3f}, {tail}."
     return f"{head}; that run has not been trained yet (--no-verify, or a sweep after it)."
