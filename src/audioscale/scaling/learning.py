@@ -177,11 +177,8 @@ def sentences(learning: dict, verification: dict | None = None) -> list[str]:
             f"{br['suite']:.3f}, range {br['suite_min']:.3f}-{br['suite_max']:.3f})"
             if n > 1 else f"the best random-init encoder ({br['suite']:.3f})"
         )  # fmt: skip
-        mine = (
-            "the mean of their own architecture's random inits"
-            if n > 1
-            else ("the random-init encoder of their own architecture")
-        )
+        mine = "the mean of their own architecture's random inits" if n > 1 else (
+            "the random-init encoder of their own architecture")  # fmt: skip
         out.append(
             f"Training {verb} random init: the best trained run scored "
             f"{vb['best_trained']['suite']:.3f}, {m:+.3f} against {what}; "
