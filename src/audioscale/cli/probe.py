@@ -82,13 +82,13 @@ def probe_cmd(
     from audioscale.embed.checker import assert_ok
     from audioscale.embed.registry import get_encoder
     from audioscale.errors import ConfigError
-    from audioscale.probe.suite import evaluate
+    from audioscale.probe.suite import FEATURES, evaluate
 
     choices = {"both": ("linear", "knn"), "linear": ("linear",), "knn": ("knn",)}
     if protocol not in choices:
         raise ConfigError("--protocol", f"{protocol!r} is not linear, knn or both")
-    if features not in ("standardised", "raw"):
-        raise ConfigError("--features", f"{features!r} is not standardised or raw")
+    if features not in FEATURES:
+        raise ConfigError("--features", f"{features!r} is not one of {', '.join(FEATURES)}")
     enc = get_encoder(model)
     assert_ok(enc)
     try:
