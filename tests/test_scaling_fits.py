@@ -12,7 +12,12 @@ import pytest
 
 from audioscale.scaling import FitSettings, fit_results
 from audioscale.scaling.allocation import allocate, optimum
-from audioscale.scaling.bootstrap import bootstrap, percentile_ci, summarise
+from audioscale.scaling.bootstrap import (
+    bootstrap,
+    percentile_ci,
+    residual_resamples,
+    summarise,
+)
 from audioscale.scaling.correlation import correlations, partial_spearman, spearman_ci
 from audioscale.scaling.powerlaw import choose, fit_joint, fit_power, fit_saturating
 from audioscale.scaling.study_fits import synthetic_rows
@@ -106,6 +111,20 @@ def test_bootstrap_percentile_ci_is_seeded_and_drops_failures():
     assert np.isnan(fails).all() and percentile_ci(fails) is None
     s = summarise(9.5, a, n=20)
     assert s["n_failed"] == 0 and s["n_resamples"] == 300 and s["method"] == "percentile bootstrap"
+
+
+def test_residual_resamples_keep_the_design_and_draw_scaled_centred_residuals():
+    fitted = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    observed = fitted + np.array([0.3, -0.1, 0.2, -0.2, 0.1, -0.15])  # mean 0.15 / 6
+    y, new = residual_resamples(fitted, observed, n_params=2, n_resamples=500, seed=1)
+    assert y.shape == (500, 6) and new.shape == (500,)
+    e = observed - fitted
+    allowed = (e - e.mean()) * np.sqrt(6 / 4)  # centred, inflated by sqrt(n / (n - p))
+    drawn = np.concatenate([(y - fitted).ravel(), new])
+    assert np.all(np.min(np.abs(drawn[:, None] - allowed[None, :]), axis=1) < 1e-12)
+    assert len(np.unique(np.round(drawn, 12))) == 6  # every residual is drawn somewhere
+    y2, new2 = residual_resamples(fitted, observed, 2, 500, seed=1)
+    assert np.array_equal(y, y2) and np.array_equal(new, new2)
 
 
 def test_power_exponent_ci_covers_truth():
@@ -399,6 +418,28 @@ def _alloc_data(seed=2):
     d = np.exp(rng.uniform(np.log(1e4), np.log(1e6), 30))
     loss = (1.5 + 400 / n**0.34 + 900 / d**0.28) * np.exp(rng.normal(0, 0.003, 30))
     return n, d, loss, 300.0 * n
+
+
+def test_rankme_prediction_recovers_a_log_linear_law_and_widens_for_a_new_run():
+    from audioscale.scaling.allocation import rankme_prediction
+
+    rng = np.random.default_rng(5)
+    n = np.repeat([1e5, 3e5, 9e5], 4).astype(float)
+    d = np.tile([3.2e4, 6.4e4, 1.28e5, 2.56e5], 3).astype(float)
+    truth = lambda nn, dd: 0.2 * nn**0.35 * dd**0.1  # noqa: E731
+    rankme = truth(n, d) * np.exp(rng.normal(0, 0.03, n.size))
+    law = rankme_prediction(n, d, rankme, 9e5, 2.56e5, n_resamples=400, seed=0)
+    assert law["params"]["a"] == pytest.approx(0.35, abs=0.05)
+    assert law["ci"][0] <= truth(9e5, 2.56e5) <= law["ci"][1] and not law["extrapolation"]
+    run = rankme_prediction(n, d, rankme, 9e5, 2.56e5, n_resamples=400, seed=0, new_run=True)
+    assert run["value"] == law["value"]
+    assert run["ci"][1] - run["ci"][0] > 1.5 * (law["ci"][1] - law["ci"][0])
+    new_runs = truth(9e5, 2.56e5) * np.exp(np.random.default_rng(6).normal(0, 0.03, 300))
+    assert np.mean((new_runs >= run["ci"][0]) & (new_runs <= run["ci"][1])) >= 0.85
+    far = rankme_prediction(n, d, rankme, 1e7, 2.56e5, n_resamples=50)
+    assert far["extrapolation"] and far["value"] > law["value"]
+    few = rankme_prediction(n[:3], d[:3], rankme[:3], 1e6, 1e5)
+    assert few["value"] is None and "needs" in few["note"]
 
 
 def test_allocation_edge_optima_are_treated_alike_in_point_and_bootstrap(monkeypatch):

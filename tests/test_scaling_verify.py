@@ -32,6 +32,34 @@ def test_prediction_interval_covers_the_true_law():
     assert p["failed_fraction"] <= 0.2
 
 
+def test_prediction_interval_covers_new_runs_not_only_the_law():
+    """A new run scatters about the law like the trained runs: the interval is for it.
+    An interval for the law's mean alone covers few new runs drawn with the runs' 1 %
+    scatter; the prediction interval covers most of them."""
+    n, d, err, law = _grid(noise=0.01, seed=3)
+    p = verify.predict_interval(n, d, err, 5e5, 1e5, n_resamples=200, seed=0)
+    truth = law["E"] + law["A"] / 5e5 ** law["alpha"] + law["B"] / 1e5 ** law["beta"]
+    new_runs = truth * (1 + np.random.default_rng(9).normal(0, 0.01, 400))
+    lo, hi = p["ci"]
+    covered = float(np.mean((new_runs >= lo) & (new_runs <= hi)))
+    assert 0.8 <= covered <= 1.0
+    assert hi - lo > 2 * 1.5 * 0.01 * truth  # at least the runs' own scatter
+    assert "prediction interval" in p["method"]
+
+
+def test_prediction_interval_does_not_fail_on_a_one_run_per_cell_grid():
+    """Resampling runs on 3 sizes x 3 budgets, one run each, drops a whole size or budget
+    in about half the resamples (each of 6 levels missed with p = (2/3)^9 = 2.6 %, and
+    the fit fails); the fixed-design residual bootstrap keeps every level."""
+    law = {"E": 0.3, "A": 30.0, "alpha": 0.5, "B": 8.0, "beta": 0.4}
+    n = np.repeat([1e5, 3e5, 9e5], 3).astype(float)
+    d = np.tile([1.6e4, 6.4e4, 2.56e5], 3).astype(float)
+    noise = np.random.default_rng(4).normal(0, 0.01, n.size)
+    err = (law["E"] + law["A"] / n ** law["alpha"] + law["B"] / d ** law["beta"]) * (1 + noise)
+    p = verify.predict_interval(n, d, err, 9e5, 5e5, n_resamples=100, seed=1)
+    assert p["failed_fraction"] <= 0.05 and p["ci_status"] == "ok"
+
+
 def test_check_says_hit_or_miss_with_its_size():
     plan = {"predicted": {"suite": 0.6, "interval": [0.58, 0.62]}}
     assert verify.check(plan, 0.61)["outcome"] == "hit"

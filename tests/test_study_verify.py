@@ -39,4 +39,6 @@ def test_verify_run_is_trained_stored_and_checked_but_never_fitted(tmp_path, mon
         alloc = {"suite_error": {"N": {"value": 1e5}, "budget_flops": 4e7}}
         got = verify.verification_for(trained, [v], alloc)
         assert got["outcome"] == outcome and got["measured"]["suite"] == v["suite"]
+        assert got["measured"]["rankme"] == pytest.approx(v["rankme"])  # beside the law's
+        assert "value" in got["predicted"]["rankme"]
     assert got["miss_by"] == pytest.approx(0.1)

@@ -325,6 +325,8 @@ def sec_joint(fits: dict) -> str:
             alloc = Markup("N* = {}, D* = {}, predicted {} = {}").format(
                 est(res["N"]), est(res["D"]), name, est(res["L"])
             )
+            if (res.get("rankme_at_allocation") or {}).get("value") is not None:
+                alloc += Markup(", RankMe there = {}").format(est(res["rankme_at_allocation"]))
             if res.get("extrapolation"):
                 alloc += Markup(" <b>(extrapolation)</b>")
             if res.get("on_grid_edge"):
@@ -492,10 +494,12 @@ def sec_verification(v: dict) -> str:
                                                      fmt(v.get("allocated_D")))],  # fmt: skip
         ["trained", esc(f"{run['preset']} (N = {run['N']:.3g}), {run['steps']} steps, "
                         f"D = {run['D']:.3g} examples")],  # fmt: skip
-        ["predicted suite [95% CI]",
+        ["predicted suite [95% prediction interval]",
          Markup("{} [{}, {}]").format(fmt(pred.get("suite")), fmt(iv[0]), fmt(iv[1]))
          if iv else Markup("{} {}").format(fmt(pred.get("suite")), note("(no interval)"))],
         ["measured suite", fmt(meas)],
+        ["predicted RankMe [95% prediction interval]", est(pred.get("rankme") or {})],
+        ["measured RankMe", fmt((v.get("measured") or {}).get("rankme"))],
         ["outcome", esc(v.get("outcome", "not run")
                         + (f" by {v['miss_by']:.3f}" if v.get("outcome") == "miss" else ""))],
     ]  # fmt: skip

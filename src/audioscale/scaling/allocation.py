@@ -14,13 +14,24 @@ and in the bootstrap: a point optimum on the edge keeps its value but gets no in
 counts as a failed resample for N*, D*, L* (``n_edge`` of them), so that the interval
 is never built from the interior resamples alone while the rest sat on the edge.
 
-Uncertainty: the runs are resampled (percentile bootstrap, seeded), both laws refitted
-on each resample (joint fit warm-started from the full-data fit, at most 50
-evaluations, continued to 300 when unfinished; a resample that still fails counts as
-failed), and N*, D*, L* recomputed; the interval is the percentile interval of those,
-refused above ``bootstrap.MAX_FAILED_FRACTION`` (20 %) of failed resamples. Everything
-here is an extrapolation beyond the measured runs as soon as C exceeds the largest
-run's FLOPs.
+Uncertainty: a residual bootstrap over the fixed design (``bootstrap.residual_resamples``,
+seeded): the runs keep their (N, D), their log residuals about the joint fit are
+resampled, the joint law is refitted on each resample (warm-started from the full-data
+fit, at most 50 evaluations, continued to 300 when unfinished; a resample that still
+fails counts as failed), and N*, D*, L* recomputed; the interval is the percentile
+interval of those, refused above ``bootstrap.MAX_FAILED_FRACTION`` (20 %) of failed
+resamples. Resampling the runs instead would resample the design: on a grid of 3 sizes
+× 3 budgets about one resample in five misses a whole size or budget and cannot fit the
+law at all (22 % failed in the demo study of 2026-12-02). f(N) is a deterministic
+function of the architecture, so it is fitted once. Everything here is an
+extrapolation beyond the measured runs as soon as C exceeds the largest run's FLOPs.
+
+RankMe at an allocation (``rankme_prediction``): a log-linear law in both variables,
+log RankMe = c + a·log N + b·log D, least squares over the trained runs, evaluated at
+(N*, D*) (or at the verification run), with the same residual bootstrap; for one new run
+the interval is a prediction interval (``new_run``; Davison & Hinkley 1997, Algorithm
+6.4). RankMe is bounded by the embedding width, so the law is a local description: far
+beyond the trained N it is an extrapolation and flagged as one, like the allocation.
 """
 
 from __future__ import annotations
@@ -30,7 +41,12 @@ import math
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from audioscale.scaling.bootstrap import refuse, resample_indices, summarise
+from audioscale.scaling.bootstrap import (
+    RESIDUAL_METHOD,
+    refuse,
+    residual_resamples,
+    summarise,
+)
 from audioscale.scaling.powerlaw import (
     WARM_MAX_NFEV,
     Fit,
@@ -97,9 +113,7 @@ def allocate(
         return out
     n_range = (float(n.min()), float(n.max()))
     point = optimum(joint.params, fpe.params, budget, n_range)
-    samples, edge = _bootstrap(
-        n, d, target, fpe_y, joint, budget, n_range, n_resamples, seed, huber
-    )
+    samples, edge = _bootstrap(n, d, target, fpe, joint, budget, n_range, n_resamples, seed, huber)
     n_edge = int(edge.sum())
     for j, key in enumerate(("N", "D", "L")):
         est = summarise(point[key], samples[:, j], level, n.size)
@@ -117,8 +131,50 @@ def allocate(
     out["on_grid_edge"] = point["on_grid_edge"]
     out["extrapolation"] = bool(budget > float(np.max(fpe_y * d)) * 1.0001)
     out["method"] = (
-        "argmin over log N of L(N, C/f(N)); percentile bootstrap over runs, refitting both laws"
+        "argmin over log N of L(N, C/f(N)); residual bootstrap over the fixed design, "
+        "refitting the joint law"
     )
+    return out
+
+
+RANKME_LAW = "log RankMe = c + a·log N + b·log D (least squares)"
+
+
+def rankme_prediction(
+    n: np.ndarray,
+    d: np.ndarray,
+    rankme: np.ndarray,
+    n_new: float,
+    d_new: float,
+    n_resamples: int = 300,
+    seed: int = 0,
+    level: float = 0.95,
+    new_run: bool = False,
+) -> dict:
+    """RankMe at (n_new, d_new) from the log-linear law in N and D (module text): the
+    law's value with a residual-bootstrap percentile interval, or with ``new_run`` a
+    prediction interval for one new run."""
+    n, d, r = (np.asarray(v, float) for v in (n, d, rankme))
+    ok = np.isfinite(n) & np.isfinite(d) & np.isfinite(r) & (n > 0) & (d > 0) & (r > 0)
+    n, d, r = n[ok], d[ok], r[ok]
+    if n.size < 5 or np.unique(n).size < 2 or np.unique(d).size < 2:
+        return {"value": None, "ci": None, "note": "needs 5 runs with 2 distinct N and D"}
+    x = np.column_stack([np.ones(n.size), np.log(n), np.log(d)])
+    y = np.log(r)
+    coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    log_ys, new_errors = residual_resamples(x @ coef, y, 3, n_resamples, seed)
+    coefs = np.linalg.lstsq(x, log_ys.T, rcond=None)[0]  # (3, n_resamples)
+    x_new = np.array([1.0, math.log(n_new), math.log(d_new)])
+    value, resampled = float(x_new @ coef), x_new @ coefs
+    if new_run:  # value − δ*, δ* = resampled − (value + ε*)
+        samples = np.exp(2 * value - resampled + new_errors)
+    else:
+        samples = np.exp(resampled)
+    out = summarise(math.exp(value), samples, level, n.size)
+    out["params"] = dict(zip(("c", "a", "b"), (float(v) for v in coef), strict=True))
+    out["interval_of"] = "one new run" if new_run else "the law's value"
+    out["extrapolation"] = bool(n_new > n.max() * 1.0001 or d_new > d.max() * 1.0001)
+    out["method"] = f"{RANKME_LAW}; {RESIDUAL_METHOD}"
     return out
 
 
@@ -126,7 +182,7 @@ def _bootstrap(
     n: np.ndarray,
     d: np.ndarray,
     target: np.ndarray,
-    fpe_y: np.ndarray,
+    fpe: Fit,
     joint: Fit,
     budget: float,
     n_range: tuple[float, float],
@@ -138,19 +194,16 @@ def _bootstrap(
     order; ``edge`` marks the resamples whose optimum lay on the search edge (their N*,
     D*, L* are NaN: failed, like the point estimate's interval in that case)."""
     start = [joint_start_from(joint)]
+    fitted = np.log(joint.predict(n, d))
+    log_targets, _ = residual_resamples(fitted, np.log(target), len(JOINT_KEYS), n_resamples, seed)
     out = np.full((n_resamples, 3 + len(JOINT_KEYS)), np.nan)
     edge = np.zeros(n_resamples, bool)
-    for r, idx in enumerate(resample_indices(n.size, n_resamples, seed)):
-        j = fit_joint(
-            n[idx], d[idx], target[idx], starts=start, huber=huber, max_nfev=WARM_MAX_NFEV
-        )
+    for r, log_t in enumerate(log_targets):
+        j = fit_joint(n, d, np.exp(log_t), starts=start, huber=huber, max_nfev=WARM_MAX_NFEV)
         if not j.converged:
             continue
         out[r, 3:] = [j.params[k] for k in JOINT_KEYS]
-        f = fit_power(n[idx], fpe_y[idx])
-        if not f.converged:
-            continue
-        o = optimum(j.params, f.params, budget, n_range)
+        o = optimum(j.params, fpe.params, budget, n_range)
         edge[r] = o["on_grid_edge"]
         if not o["on_grid_edge"]:
             out[r, :3] = [o["N"], o["D"], o["L"]]

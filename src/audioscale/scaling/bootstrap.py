@@ -12,10 +12,19 @@ and above ``MAX_FAILED_FRACTION`` (20 %) no interval is given: ``ci`` is None,
 ``ci_status`` is "refused" and ``ci_reason`` says why. A caller may refuse an interval
 for its own reason too (``refuse``), e.g. a compute-optimal allocation whose point
 optimum lies on the search edge.
+
+For a law fitted on a designed grid (the joint law L(N, D) over the study's sizes and
+budgets) resampling the runs also resamples the design: a resample that misses a whole
+size or budget cannot identify the law at all, and fails. There ``residual_resamples``
+gives the fixed-design alternative, the residual bootstrap (Efron & Tibshirani 1993,
+§9.5; Davison & Hinkley, "Bootstrap Methods and their Application", 1997, §6.2 and
+Algorithm 6.4 for prediction): the runs stay where they were trained and only their
+scatter about the fit is resampled.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -32,6 +41,27 @@ def resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
 
 
 MAX_FAILED_FRACTION = 0.2
+RESIDUAL_METHOD = "residual bootstrap over the fixed design (Davison & Hinkley 1997, §6.2)"
+
+
+def residual_resamples(
+    fitted: np.ndarray, observed: np.ndarray, n_params: int, n_resamples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Responses for a residual bootstrap, and one fresh error per resample.
+
+    The residuals e = observed − fitted are centred and inflated by sqrt(n / (n − p)),
+    p = ``n_params`` (a fit of p parameters leaves residuals smaller than its errors;
+    Davison & Hinkley 1997, eq. 6.9 without leverages). Resample r is fitted + n of them
+    drawn with replacement, shape (n_resamples, n); the second array holds one more draw
+    per resample, the error of a new observation (for prediction intervals). Both in the
+    space the law was fitted in (log for the joint law). Deterministic for a seed.
+    """
+    fitted, observed = np.asarray(fitted, float), np.asarray(observed, float)
+    e = observed - fitted
+    n = e.size
+    e = (e - e.mean()) * math.sqrt(n / max(n - n_params, 1))
+    draws = e[np.random.default_rng(seed).integers(0, n, size=(n_resamples, n + 1))]
+    return fitted + draws[:, :n], draws[:, n]
 
 
 def failed_fraction(samples: np.ndarray) -> float:

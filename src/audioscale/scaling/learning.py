@@ -218,6 +218,22 @@ def sentences(learning: dict, verification: dict | None = None) -> list[str]:
     return out
 
 
+def _rankme_clause(v: dict) -> str:
+    """' Its RankMe: predicted … [lo, hi], measured … (inside / outside).' or ''."""
+    pred, meas = (v.get("predicted") or {}).get("rankme") or {}, v["measured"].get("rankme")
+    if pred.get("value") is None or meas is None:
+        return ""
+    iv = pred.get("ci")
+    where = ""
+    if iv:
+        where = " (inside)" if iv[0] <= meas <= iv[1] else " (outside)"
+    iv_s = f" [{iv[0]:.1f}, {iv[1]:.1f}]" if iv else ""
+    return (
+        f" Its RankMe: predicted {pred['value']:.1f}{iv_s} by the trained runs' law in N "
+        f"and D, measured {meas:.1f}{where}."
+    )
+
+
 def verification_sentence(v: dict) -> str:
     """Plain words for a checked verification run."""
     if "run" not in v:
@@ -225,7 +241,7 @@ def verification_sentence(v: dict) -> str:
     run, pred = v["run"], v.get("predicted", {})
     outcome = v.get("outcome", "not run")
     iv = pred.get("interval")
-    iv_s = f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else " (no interval)"
+    iv_s = f" (95 % prediction interval [{iv[0]:.3f}, {iv[1]:.3f}])" if iv else " (no interval)"
     head = (
         f"The allocation for {v['budget_flops']:.2g} FLOPs was checked by training "
         f"{run['preset']} for {run['steps']} steps: predicted suite "
@@ -239,5 +255,5 @@ def verification_sentence(v: dict) -> str:
             "no interval": f"with no interval to check ({pred.get('ci_reason', 'refused')}); "
             "neither a hit nor a miss can be claimed",
         }[outcome]
-        return f"{head}, measured {meas:.3f}, {tail}."
+        return f"{head}, measured {meas:.3f}, {tail}.{_rankme_clause(v)}"
     return f"{head}; that run has not been trained yet (--no-verify, or a sweep after it)."

@@ -12,7 +12,10 @@ atomically. Choices (each recorded under ``settings`` in the output):
 - Intervals: percentile bootstrap over runs, ``n_resamples`` (default 1000), seeded
   (``scaling.bootstrap``). Log-log OLS fits and Spearman are bootstrapped vectorised.
   The joint L(N, D) law and the allocation refit 5 parameters per resample and use
-  ``n_resamples_joint`` (default 300) to keep ``audioscale fit`` within seconds.
+  ``n_resamples_joint`` (default 300) to keep ``audioscale fit`` within seconds; they
+  resample residuals over the fixed (N, D) design instead of runs
+  (``bootstrap.residual_resamples``: resampling runs drops whole sizes or budgets of the
+  grid), and the verification run gets a prediction interval (``scaling.verify``).
   Warm-started refits (saturating bootstrap and leave-one-out, joint bootstrap) start
   from the full-data optimum with at most 50 evaluations, continued up to 300 when
   unfinished; saturating leave-one-out refits that still fail fall back to the
@@ -28,7 +31,8 @@ atomically. Choices (each recorded under ``settings`` in the output):
   ``hours_seen``), C = ``train_flops``; single power laws of RankMe, suite score and
   held-out loss in each, with leave-one-out and fit-small-predict-large errors.
 - Joint L(N, D) for held-out loss and for the suite error 1 − suite, and the
-  compute-optimal allocation for a budget (default 2× the largest run's FLOPs).
+  compute-optimal allocation for a budget (default 2× the largest run's FLOPs), with the
+  RankMe predicted there (``allocation.rankme_prediction``).
 - Metric comparison: each label-free metric signed so that "higher predicts better"
   (α-ReQ and held-out loss get −1: a larger decay exponent means a more collapsed
   spectrum, Agrawal et al. NeurIPS 2022; a lower loss is better), Spearman with CI and
@@ -49,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from audioscale.errors import DataError
-from audioscale.scaling.allocation import allocate
+from audioscale.scaling.allocation import allocate, rankme_prediction
 from audioscale.scaling.axes import axis_residuals, leave_one_axis_out
 from audioscale.scaling.bootstrap import (
     MAX_FAILED_FRACTION,
@@ -377,6 +381,15 @@ def joint_laws(rows: list[dict], s: FitSettings, n_col: str | None, d_col: str |
             )
             res.update(base)
             res["budget_rule"] = "given" if s.budget_flops else f"{s.budget_factor}x largest run"
+            if (res.get("N") or {}).get("value") and (res.get("D") or {}).get("value"):
+                rm = col(rows, "rankme")
+                res["rankme_at_allocation"] = rankme_prediction(
+                    n[ok], d[ok], rm[ok], res["N"]["value"], res["D"]["value"],
+                    s.n_resamples_joint, s.seed, s.level,
+                )  # fmt: skip
+                res["rankme_at_allocation"]["conditional_on"] = (
+                    "the point allocation (N*, D*): the allocation's own interval is not propagated"
+                )
         else:
             fit = fit_joint(n[ok], d[ok], t[ok], huber=s.huber)
             res = {"joint": fit.to_dict(), **base}

@@ -10,12 +10,20 @@ is planned as follows, and every choice is written to fits.json:
 - the preset nearest N* in log N is chosen; it is trained on D = C / f(N) examples, i.e.
   round(D / batch) steps of the base batch size, so the run spends the budget;
 - the prediction for that (N, D) is the joint law E + A/N^α + B/D^β evaluated at the
-  fitted parameters, with a 95 % percentile interval from a bootstrap over the trained
-  runs (each resample refitted, warm-started from the full fit; the failed fraction is
-  reported and the interval refused above ``bootstrap.MAX_FAILED_FRACTION``);
+  fitted parameters, with a 95 % *prediction* interval for one new run: the measured
+  score of a single run scatters about the law as the trained runs do, so an interval
+  for the law's mean alone would call a run a miss for its own noise. Residual bootstrap
+  over the fixed design (Davison & Hinkley 1997, Algorithm 6.4, in log space, where the
+  law is fitted): each resample refits the law on fitted + resampled residuals
+  (warm-started from the full fit), draws one more residual for the new run, and gives
+  the prediction error δ* = log L̂*(N, D) − (log L̂(N, D) + ε*); the limits are
+  log L̂(N, D) − δ* at the 97.5 % and 2.5 % quantiles. The failed fraction is reported and
+  the interval refused above ``bootstrap.MAX_FAILED_FRACTION``;
 - the target is the suite error 1 − suite, so the predicted suite is 1 − L.
 After the run is measured, ``check`` reports measured against predicted, the interval
-and a plain hit (inside) or miss (with its size in suite points).
+and a plain hit (inside) or miss (with its size in suite points). Beside it, the RankMe
+the trained runs' log-linear law in N and D predicts for the run (a prediction interval,
+``allocation.rankme_prediction``) and the RankMe it measured.
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ import math
 
 import numpy as np
 
-from audioscale.scaling.bootstrap import resample_indices, summarise
-from audioscale.scaling.powerlaw import WARM_MAX_NFEV, fit_joint, joint_start_from, predict
-from audioscale.utils import float_or_nan
+from audioscale.scaling.allocation import JOINT_KEYS, rankme_prediction
+from audioscale.scaling.bootstrap import RESIDUAL_METHOD, residual_resamples, summarise
+from audioscale.scaling.powerlaw import WARM_MAX_NFEV, fit_joint, joint_start_from
+from audioscale.utils import finite_or_none, float_or_nan
 
 
 def ladder_candidates(base_model: dict, frontend: dict | None, clip_seconds: float) -> list:
@@ -73,20 +82,28 @@ def predict_interval(
     seed: int = 0,
     level: float = 0.95,
 ) -> dict:
-    """Joint-law prediction of ``target`` at (n_new, d_new), summarised with a bootstrap
-    percentile interval (``bootstrap.summarise``: refused above its failed fraction)."""
+    """Joint-law prediction of ``target`` for one new run at (n_new, d_new), with a
+    residual-bootstrap prediction interval (module text; ``bootstrap.summarise`` refuses
+    it above its failed fraction)."""
     joint = fit_joint(n, d, target)
     if not joint.converged:
         return {"value": None, "ci": None, "note": f"joint law not fitted: {joint.message}"}
     at = np.array([n_new]), np.array([d_new])
-    value = float(predict("joint", joint.params, *at)[0])
+    value = float(joint.predict(*at)[0])
+    fitted = np.log(joint.predict(n, d))
+    log_targets, new_errors = residual_resamples(
+        fitted, np.log(target), len(JOINT_KEYS), n_resamples, seed
+    )
     start = [joint_start_from(joint)]
-    preds = np.full(n_resamples, np.nan)
-    for r, idx in enumerate(resample_indices(n.size, n_resamples, seed)):
-        j = fit_joint(n[idx], d[idx], target[idx], starts=start, max_nfev=WARM_MAX_NFEV)
+    samples = np.full(n_resamples, np.nan)
+    for r, log_t in enumerate(log_targets):
+        j = fit_joint(n, d, np.exp(log_t), starts=start, max_nfev=WARM_MAX_NFEV)
         if j.converged:
-            preds[r] = predict("joint", j.params, *at)[0]
-    return summarise(value, preds, level, n.size)
+            delta = math.log(j.predict(*at)[0]) - (math.log(value) + new_errors[r])
+            samples[r] = value * math.exp(-delta)
+    out = summarise(value, samples, level, n.size)
+    out["method"] = "prediction interval, " + RESIDUAL_METHOD + ", Algorithm 6.4"
+    return out
 
 
 def plan(
@@ -210,4 +227,12 @@ def verification_for(
         if err_at.get("value") is not None:
             out["predicted"] = _suite_prediction(err_at)
             out["run"] = {**run, "N_measured": float(n_run), "D_measured": float(d_run)}
-    return check(out, float(_col(match, "suite")[0]))
+    measured_at = np.isfinite(n_run) and np.isfinite(d_run)
+    at_n, at_d = (n_run, d_run) if measured_at else (run["N"], run["D"])
+    rankme = rankme_prediction(
+        n, d, _col(trained, "rankme"), at_n, at_d, n_resamples, seed, new_run=True
+    )
+    out["predicted"] = {**out.get("predicted", {}), "rankme": rankme}
+    out = check(out, float(_col(match, "suite")[0]))
+    out["measured"]["rankme"] = finite_or_none(_col(match, "rankme")[0])
+    return out
