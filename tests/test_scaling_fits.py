@@ -440,6 +440,12 @@ def test_rankme_prediction_recovers_a_log_linear_law_and_widens_for_a_new_run():
     assert far["extrapolation"] and far["value"] > law["value"]
     few = rankme_prediction(n[:3], d[:3], rankme[:3], 1e6, 1e5)
     assert few["value"] is None and "needs" in few["note"]
+    below = rankme_prediction(n, d, rankme, 1e4, 2.56e5, n_resamples=50)
+    assert below["extrapolation"]  # outside the trained range on either side
+    # D proportional to N cannot separate a from b: no prediction rather than a wrong one
+    collinear = rankme_prediction(n, 0.5 * n, rankme, 1e6, 5e5, n_resamples=50)
+    assert collinear["value"] is None and "collinear" in collinear["note"]
+    assert rankme_prediction(n, d, rankme, 1e6, 0.0)["value"] is None  # no crash at D = 0
 
 
 def test_allocation_edge_optima_are_treated_alike_in_point_and_bootstrap(monkeypatch):

@@ -42,3 +42,8 @@ def test_verify_run_is_trained_stored_and_checked_but_never_fitted(tmp_path, mon
         assert got["measured"]["rankme"] == pytest.approx(v["rankme"])  # beside the law's
         assert "value" in got["predicted"]["rankme"]
     assert got["miss_by"] == pytest.approx(0.1)
+    # a verify row with D = 0 falls back to the plan's (N, D) instead of crashing the fit
+    broken = {**v, "examples_seen": 0}
+    assert verify.verification_for(trained, [broken], alloc)["outcome"] == "miss"
+    # before the run is trained, the plan already carries its predicted RankMe
+    assert "rankme" in verify.verification_for(trained, [], alloc)["predicted"]

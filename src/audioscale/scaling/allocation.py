@@ -30,8 +30,10 @@ RankMe at an allocation (``rankme_prediction``): a log-linear law in both variab
 log RankMe = c + a·log N + b·log D, least squares over the trained runs, evaluated at
 (N*, D*) (or at the verification run), with the same residual bootstrap; for one new run
 the interval is a prediction interval (``new_run``; Davison & Hinkley 1997, Algorithm
-6.4). RankMe is bounded by the embedding width, so the law is a local description: far
-beyond the trained N it is an extrapolation and flagged as one, like the allocation.
+6.4). RankMe is bounded by the embedding width, so the law is a local description: outside
+the trained ranges of N or D it is an extrapolation and flagged as one, like the
+allocation. A design whose log N and log D are collinear cannot separate a and b and
+gets no prediction.
 """
 
 from __future__ import annotations
@@ -157,9 +159,19 @@ def rankme_prediction(
     n, d, r = (np.asarray(v, float) for v in (n, d, rankme))
     ok = np.isfinite(n) & np.isfinite(d) & np.isfinite(r) & (n > 0) & (d > 0) & (r > 0)
     n, d, r = n[ok], d[ok], r[ok]
-    if n.size < 5 or np.unique(n).size < 2 or np.unique(d).size < 2:
-        return {"value": None, "ci": None, "note": "needs 5 runs with 2 distinct N and D"}
+    if not all(math.isfinite(v) and v > 0 for v in (n_new, d_new)):
+        return {
+            "value": None,
+            "ci": None,
+            "note": f"no positive N, D to predict at: {n_new}, {d_new}",
+        }
     x = np.column_stack([np.ones(n.size), np.log(n), np.log(d)])
+    if n.size < 5 or np.linalg.matrix_rank(x) < 3:
+        return {
+            "value": None,
+            "ci": None,
+            "note": "needs 5 runs whose log N and log D are not collinear",
+        }
     y = np.log(r)
     coef = np.linalg.lstsq(x, y, rcond=None)[0]
     log_ys, new_errors = residual_resamples(x @ coef, y, 3, n_resamples, seed)
@@ -173,7 +185,10 @@ def rankme_prediction(
     out = summarise(math.exp(value), samples, level, n.size)
     out["params"] = dict(zip(("c", "a", "b"), (float(v) for v in coef), strict=True))
     out["interval_of"] = "one new run" if new_run else "the law's value"
-    out["extrapolation"] = bool(n_new > n.max() * 1.0001 or d_new > d.max() * 1.0001)
+    out["extrapolation"] = bool(
+        not (n.min() * 0.9999 <= n_new <= n.max() * 1.0001)
+        or not (d.min() * 0.9999 <= d_new <= d.max() * 1.0001)
+    )
     out["method"] = f"{RANKME_LAW}; {RESIDUAL_METHOD}"
     return out
 

@@ -381,10 +381,11 @@ def joint_laws(rows: list[dict], s: FitSettings, n_col: str | None, d_col: str |
             )
             res.update(base)
             res["budget_rule"] = "given" if s.budget_flops else f"{s.budget_factor}x largest run"
-            if (res.get("N") or {}).get("value") and (res.get("D") or {}).get("value"):
-                rm = col(rows, "rankme")
+            interior = not res.get("on_grid_edge")  # an edge N* is no allocation to describe
+            if interior and (res.get("N") or {}).get("value") and (res.get("D") or {}).get("value"):
+                # every run with N, D and RankMe, as the verification run's RankMe law
                 res["rankme_at_allocation"] = rankme_prediction(
-                    n[ok], d[ok], rm[ok], res["N"]["value"], res["D"]["value"],
+                    n, d, col(rows, "rankme"), res["N"]["value"], res["D"]["value"],
                     s.n_resamples_joint, s.seed, s.level,
                 )  # fmt: skip
                 res["rankme_at_allocation"]["conditional_on"] = (

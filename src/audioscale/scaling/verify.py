@@ -211,28 +211,32 @@ def verification_for(
         return out
     out["base"] = {**base_model, "clip_seconds": clip, "batch_size": batch}
     run = out["run"]
+    rankme = _col(trained, "rankme")
+    planned_at = _col([run], "N")[0], _col([run], "D")[0]
     match = [
         r
         for r in verify_rows
         if r.get("preset") == run["preset"] and _col([r], "steps")[0] == run["steps"]
     ]
     if not match:
+        out["predicted"] = {**out.get("predicted", {}), "rankme": rankme_prediction(
+            n, d, rankme, *planned_at, n_resamples, seed, new_run=True
+        )}  # fmt: skip
         out["outcome"] = "not run"
         return out
     out["run_id"] = match[0].get("run_id")
     # predict at what the run measured it was (its N and examples seen), not the plan
     n_run, d_run = _col(match, "params_nonembed")[0], _col(match, "examples_seen")[0]
-    if np.isfinite(n_run) and np.isfinite(d_run) and (n_run, d_run) != (run.get("N"), run.get("D")):
+    measured_at = bool(np.isfinite(n_run) and np.isfinite(d_run) and n_run > 0 and d_run > 0)
+    if measured_at and (n_run, d_run) != (run.get("N"), run.get("D")):
         err_at = predict_interval(n[ok], d[ok], err[ok], n_run, d_run, n_resamples, seed)
         if err_at.get("value") is not None:
             out["predicted"] = _suite_prediction(err_at)
             out["run"] = {**run, "N_measured": float(n_run), "D_measured": float(d_run)}
-    measured_at = np.isfinite(n_run) and np.isfinite(d_run)
-    at_n, at_d = (n_run, d_run) if measured_at else (run["N"], run["D"])
-    rankme = rankme_prediction(
-        n, d, _col(trained, "rankme"), at_n, at_d, n_resamples, seed, new_run=True
-    )
-    out["predicted"] = {**out.get("predicted", {}), "rankme": rankme}
+    at_n, at_d = (n_run, d_run) if measured_at else planned_at
+    out["predicted"] = {**out.get("predicted", {}), "rankme": rankme_prediction(
+        n, d, rankme, at_n, at_d, n_resamples, seed, new_run=True
+    )}  # fmt: skip
     out = check(out, float(_col(match, "suite")[0]))
     out["measured"]["rankme"] = finite_or_none(_col(match, "rankme")[0])
     return out
