@@ -47,6 +47,14 @@ def test_prediction_interval_covers_new_runs_not_only_the_law():
     assert "prediction interval" in p["method"]
 
 
+def test_prediction_interval_honours_its_level():
+    n, d, err, _ = _grid(noise=0.01, seed=3)
+    wide = verify.predict_interval(n, d, err, 5e5, 1e5, n_resamples=100, seed=0, level=0.95)
+    narrow = verify.predict_interval(n, d, err, 5e5, 1e5, n_resamples=100, seed=0, level=0.5)
+    assert (wide["level"], narrow["level"]) == (0.95, 0.5)
+    assert wide["ci"][0] < narrow["ci"][0] < narrow["ci"][1] < wide["ci"][1]
+
+
 def test_prediction_interval_does_not_fail_on_a_one_run_per_cell_grid():
     """Resampling runs on 3 sizes x 3 budgets, one run each, drops a whole size or budget
     in about half the resamples (each of 6 levels missed with p = (2/3)^9 = 2.6 %, and

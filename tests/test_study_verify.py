@@ -47,3 +47,7 @@ def test_verify_run_is_trained_stored_and_checked_but_never_fitted(tmp_path, mon
     assert verify.verification_for(trained, [broken], alloc)["outcome"] == "miss"
     # before the run is trained, the plan already carries its predicted RankMe
     assert "rankme" in verify.verification_for(trained, [], alloc)["predicted"]
+    # a law fitted on total params has no ladder rung in its units: a note, no run
+    total = {"suite_error": {**alloc["suite_error"], "N_column": "params"}}
+    got = verify.verification_for(trained, [v], total)
+    assert "run" not in got and "params_nonembed" in got["note"]

@@ -787,7 +787,7 @@ def fit_results(
         "compute": compute_buys_quality(trained),
     }
     fits["verification"] = verification_for(
-        trained, verify_rows, clean(fits["joint"]), s.seed, s.n_resamples_joint
+        trained, verify_rows, clean(fits["joint"]), s.seed, s.n_resamples_joint, s.level
     )
     fits = clean(fits)
     fits["verdict"] = verdict(fits)

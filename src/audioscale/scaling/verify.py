@@ -115,6 +115,7 @@ def plan(
     batch_size: int,
     seed: int = 0,
     n_resamples: int = 300,
+    level: float = 0.95,
 ) -> dict:
     """Verification plan from an allocation of the suite error: the run and its prediction."""
     n_opt = (alloc.get("N") or {}).get("value")
@@ -123,9 +124,7 @@ def plan(
         return {"note": "no allocation to verify: " + str(alloc.get("note", "no optimum"))}
     run = choose_run(float(n_opt), float(budget), candidates, batch_size)
     run["N_over_allocated"] = run["N"] / float(n_opt)  # far from 1: N* is off the ladder range
-    err = predict_interval(
-        rows_n, rows_d, rows_err, run["N"], run["D"], n_resamples=n_resamples, seed=seed
-    )
+    err = predict_interval(rows_n, rows_d, rows_err, run["N"], run["D"], n_resamples, seed, level)
     pred = _suite_prediction(err)
     return {
         "budget_flops": float(budget),
@@ -185,11 +184,14 @@ def verification_for(
     joint: dict,
     seed: int = 0,
     n_resamples: int = 300,
+    level: float = 0.95,
 ) -> dict:
     """fits.json's ``verification``: the plan from the suite-error allocation of ``joint``
     (study_fits.joint_laws), checked against the measured verify run when there is one.
     Candidates are the ladder rungs up to ``MAX_RUNG_FACTOR`` x the largest trained N in
-    the runs' most common family, patch, mask ratio, clip length and batch size."""
+    the runs' most common family, patch, mask ratio, clip length and batch size; their N
+    is non-embedding parameters, so a law fitted on another N column has no rung to pick.
+    ``level``: the coverage of every interval (the study's ``FitSettings.level``)."""
     alloc = joint.get("suite_error") or {}
     if alloc.get("on_grid_edge"):
         return {"note": "no interior optimum (N* on the search edge): nothing to verify"}
@@ -198,6 +200,9 @@ def verification_for(
             "note": "no allocation to verify: " + str(alloc.get("note", "joint law not fitted"))
         }
     n_col = alloc.get("N_column") or "params_nonembed"
+    if n_col != "params_nonembed":
+        return {"note": f"no verification: the joint law's N is {n_col}, the ladder's is "
+                        "params_nonembed (results without it predate that column)"}  # fmt: skip
     n, d, err = _col(trained, n_col), _col(trained, "examples_seen"), 1 - _col(trained, "suite")
     ok = np.isfinite(n) & np.isfinite(d) & np.isfinite(err) & (n > 0) & (d > 0) & (err > 0)
     base_model = {k: _mode(trained, k, None) for k in ("family", "patch", "mask_ratio")}
@@ -206,7 +211,7 @@ def verification_for(
     batch = int(_mode(trained, "batch_size", 32))  # type: ignore[arg-type]
     cands = [c for c in ladder_candidates(base_model, None, clip)
              if c[1] <= MAX_RUNG_FACTOR * float(np.nanmax(n[ok]))]  # fmt: skip
-    out = plan(alloc, n[ok], d[ok], err[ok], cands, batch, seed=seed, n_resamples=n_resamples)
+    out = plan(alloc, n[ok], d[ok], err[ok], cands, batch, seed, n_resamples, level)
     if "run" not in out:
         return out
     out["base"] = {**base_model, "clip_seconds": clip, "batch_size": batch}
@@ -220,7 +225,7 @@ def verification_for(
     ]
     if not match:
         out["predicted"] = {**out.get("predicted", {}), "rankme": rankme_prediction(
-            n, d, rankme, *planned_at, n_resamples, seed, new_run=True
+            n, d, rankme, *planned_at, n_resamples, seed, level, new_run=True
         )}  # fmt: skip
         out["outcome"] = "not run"
         return out
@@ -229,13 +234,13 @@ def verification_for(
     n_run, d_run = _col(match, "params_nonembed")[0], _col(match, "examples_seen")[0]
     measured_at = bool(np.isfinite(n_run) and np.isfinite(d_run) and n_run > 0 and d_run > 0)
     if measured_at and (n_run, d_run) != (run.get("N"), run.get("D")):
-        err_at = predict_interval(n[ok], d[ok], err[ok], n_run, d_run, n_resamples, seed)
+        err_at = predict_interval(n[ok], d[ok], err[ok], n_run, d_run, n_resamples, seed, level)
         if err_at.get("value") is not None:
             out["predicted"] = _suite_prediction(err_at)
             out["run"] = {**run, "N_measured": float(n_run), "D_measured": float(d_run)}
     at_n, at_d = (n_run, d_run) if measured_at else planned_at
     out["predicted"] = {**out.get("predicted", {}), "rankme": rankme_prediction(
-        n, d, rankme, at_n, at_d, n_resamples, seed, new_run=True
+        n, d, rankme, at_n, at_d, n_resamples, seed, level, new_run=True
     )}  # fmt: skip
     out = check(out, float(_col(match, "suite")[0]))
     out["measured"]["rankme"] = finite_or_none(_col(match, "rankme")[0])
