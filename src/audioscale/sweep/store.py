@@ -26,7 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from audioscale.errors import DataError
+from audioscale import faults
+from audioscale.errors import DataError, storage_error
 from audioscale.sweep import records
 from audioscale.sweep.records import (
     TASK_PREFIX,
@@ -101,12 +102,15 @@ class Store:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA busy_timeout=60000")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA busy_timeout=60000")
+        except (sqlite3.OperationalError, OSError) as e:
+            raise (storage_error(e, str(self.path)) or e) from e
         with self.tx():
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -131,14 +135,29 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: all of it lands, or none of it."""
-        self.db.execute("BEGIN IMMEDIATE")
+        """One write transaction: all of it lands, or none of it. Its commit is one write
+        of ``audioscale.faults``; a full disk, a read-only folder or an I/O error becomes
+        a one-line ``StorageError`` (the transaction rolled back)."""
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                faults.point(self.path)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        except (sqlite3.OperationalError, OSError) as e:
+            raise (storage_error(e, str(self.path)) or e) from e
+
+    def _rollback(self) -> None:
+        """Roll back the open transaction (SQLite may have rolled it back already after
+        a full disk or an I/O error)."""
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     # ------------------------------------------------------------------ meta
 
