@@ -73,10 +73,11 @@ def save_checkpoint(model: torch.nn.Module, run_dir: str | Path, name: str, meta
         try:
             save_model(unwrap(model), str(tmp), metadata={"format": "pt"})
         except SafetensorError as e:  # its I/O errors (a full disk) as the OSError they are
-            code = re.search(r"code: (\d+)", str(e))
+            code = re.search(r"os error (\d+)|code: (\d+)", str(e))
             if code is None:
                 raise
-            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from e
+            n = int(code.group(1) or code.group(2))
+            raise OSError(n, os.strerror(n), str(path)) from e
         weights = digest(tmp)
     atomic_save_json(d / f"{name}.json", {**meta, "weights": weights})
     return path
