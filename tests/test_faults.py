@@ -285,13 +285,15 @@ def test_sigterm_stops_a_sweep_with_one_line_and_a_rerun_resumes(clean, tmp_path
 def test_a_second_interrupt_stops_at_once(tmp_path):
     from audioscale.cli import session
 
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with session.study_session(tmp_path):
         with pytest.raises(session.Interrupted):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)
-        assert signal.getsignal(signal.SIGINT) is session._hard_stop
+        assert signal.getsignal(signal.SIGINT) is session._hard_stop  # the second one
+        assert signal.getsignal(signal.SIGTERM) is session._hard_stop
         assert session.signal_received == signal.SIGTERM
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
 def test_a_full_disk_is_one_line_and_a_rerun_after_freeing_space_completes(clean, tmp_path, capsys):
@@ -299,8 +301,8 @@ def test_a_full_disk_is_one_line_and_a_rerun_after_freeing_space_completes(clean
     only; skipped where mounting is not permitted; always unmounted)."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
     res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40M", "tmpfs", str(mnt)],
                          capture_output=True)  # fmt: skip
     if res.returncode != 0:
@@ -321,3 +323,30 @@ def test_a_full_disk_is_one_line_and_a_rerun_after_freeing_space_completes(clean
         assert outcome(study) == clean.outcome
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize(
+    ("exc", "says"),
+    [
+        (OSError(28, "No space left on device", "/s/x"), "/s/x: no space left on device; free"),
+        (OSError(13, "Permission denied", "/s/x"), "/s/x: permission denied; make the folder"),
+        (OSError(30, "Read-only file system", "/s/x"), "/s/x: read-only file system; use a"),
+        (OSError(24, "Too many open files", "/s/x"), "/s/x: too many open files; raise the"),
+        (FileNotFoundError(2, "No such file", "/s/x"), "/s/x: no such file (removed while"),
+        (sqlite3.OperationalError("database or disk is full"), "/s/db: no space left on dev"),
+        (sqlite3.OperationalError("attempt to write a readonly database"), "/s/db: read-only"),
+    ],
+)
+def test_every_os_fault_is_one_line_with_the_path_and_what_to_do(exc, says):
+    from audioscale.errors import storage_error
+
+    msg = str(storage_error(exc, "/s/db"))
+    assert msg.startswith(says) and "\n" not in msg
+    assert msg.endswith("rerun the same command: finished runs are kept")
+
+
+def test_other_errors_are_not_storage_faults():
+    from audioscale.errors import storage_error
+
+    assert storage_error(ValueError("x")) is None
+    assert storage_error(sqlite3.OperationalError("no such table: runs")) is None

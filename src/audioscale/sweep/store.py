@@ -5,6 +5,9 @@ Choices:
   a process killed at any instant leaves the store as it was before or after a write.
 - Only the sweep's parent process writes (workers put a ``result.json`` in their run
   folder and the parent records it), so there is never write contention.
+- A full disk, a read-only folder or an I/O error at open or in a transaction is a
+  one-line ``StorageError`` (``errors.storage_error``), the transaction rolled back;
+  each commit is one write of ``audioscale.faults`` (the fault-injection seam).
 - Recording a run is idempotent: its rows in every table are deleted and re-inserted in
   the same transaction, so a replayed record replaces and never duplicates.
 - Values that are not plain columns (settings, run_info values) are stored as JSON text.
@@ -110,7 +113,7 @@ class Store:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA busy_timeout=60000")
         except (sqlite3.OperationalError, OSError) as e:
-            raise (storage_error(e, str(self.path)) or e) from e
+            self._raise_fault(e)
         with self.tx():
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -148,7 +151,14 @@ class Store:
                 self._rollback()
                 raise
         except (sqlite3.OperationalError, OSError) as e:
-            raise (storage_error(e, str(self.path)) or e) from e
+            self._raise_fault(e)
+
+    def _raise_fault(self, e: BaseException) -> None:
+        """Re-raise ``e`` as its one-line StorageError (as itself when it is no OS fault)."""
+        fault = storage_error(e, str(self.path))
+        if fault is None:
+            raise e
+        raise fault from e
 
     def _rollback(self) -> None:
         """Roll back the open transaction (SQLite may have rolled it back already after
