@@ -146,6 +146,27 @@ def test_a_fault_at_every_write_loses_nothing(clean, tmp_path, monkeypatch, caps
     assert n >= 50 and len(ks) >= 50
 
 
+def test_a_fault_in_a_worker_process_stops_the_sweep_not_the_run(clean, tmp_path, monkeypatch):
+    """The local executor: the counter is shared with its spawned worker, and a fault
+    there (k = 17: the run's first checkpoint, in a clean run's order) stops the sweep
+    with the worker's one line; the run is pending again, never failed."""
+    study = tmp_path / "study"
+    spec = write_spec(clean.corpus, study)
+    monkeypatch.setenv(faults.ENV_AT, "17")
+    monkeypatch.setenv(faults.ENV_COUNTER, str(tmp_path / "count"))
+    args = ["sweep", "--config", str(spec), "--out", str(study), "--workers", "1", "--json"]
+    proc = subprocess.run([sys.executable, "-m", "audioscale", *args], capture_output=True,
+                          text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"{study}/runs/" in proc.stderr and "(injected fault); free space" in proc.stderr
+    with Store(study / "study.db") as store:
+        assert store.counts()["failed"] == 0 and store.counts()["running"] == 0
+    monkeypatch.delenv(faults.ENV_AT)
+    monkeypatch.delenv(faults.ENV_COUNTER)
+    assert main(sweep_args(spec, study)) == 0
+    assert outcome(study) == clean.outcome
+
+
 # --------------------------------------------------------------------- corrupt artefacts
 
 
