@@ -15,10 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from audioscale import faults
+
 # --------------------------------------------------------------------- atomic writes
 # Every file the package writes goes through these: a temporary file in the same
 # folder (``.<name>.<random>.tmp``), then ``os.replace`` onto the name, so a reader (or
-# a run killed mid-write) sees the old file or the new one, never half of one.
+# a run killed mid-write) sees the old file or the new one, never half of one. Each
+# publish is one write of ``audioscale.faults`` (the fault-injection seam).
 
 
 @contextmanager
@@ -34,7 +37,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        faults.point(path)
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None and e.errno:  # a failed write names no file: name it
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     finally:
         Path(tmp).unlink(missing_ok=True)
 
@@ -127,6 +135,43 @@ def sha1_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------- artefact integrity
+# Checkpoints, the feature cache and the embedding caches record ``digest`` of each data
+# file when they write it and ``verify`` it when they read it: a truncated or bit-flipped
+# file is one line naming it (``CorruptArtefactError``), never a garbled result.
+
+
+def digest(path: str | Path, chunk: int = 1 << 22) -> dict[str, Any]:
+    """``{"size", "sha256"}`` of a file (about 1.5 GB/s: a few ms for a checkpoint)."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+            size += len(block)
+    return {"size": size, "sha256": h.hexdigest()}
+
+
+def verify(path: str | Path, expected: dict | None, what: str, advice: str = "") -> None:
+    """Raise ``CorruptArtefactError`` when ``path`` is missing or its size or sha256
+    differ from ``expected`` (a ``digest``); nothing to check when ``expected`` is None
+    (artefacts written before digests were recorded)."""
+    from audioscale.errors import CorruptArtefactError
+
+    if not expected:
+        return
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CorruptArtefactError(path, f"{what} is missing", advice) from None
+    if size != expected.get("size"):
+        reason = f"{what} is {size} bytes, {expected.get('size')} were written (truncated?)"
+        raise CorruptArtefactError(path, reason, advice)
+    if expected.get("sha256") and digest(path)["sha256"] != expected["sha256"]:
+        raise CorruptArtefactError(path, f"{what} fails its sha256 check (corrupt)", advice)
 
 
 def resolve_device(device: str = "auto") -> str:

@@ -3,7 +3,10 @@
 Each stage registers its commands from its own module in this package (data.py,
 pretrain.py, rankme.py, probe.py, sweep.py, fit.py, report.py, study.py). A command
 parses, calls the stage, prints. User mistakes raise AudioscaleError, which ``main``
-turns into one line on stderr and exit code 2.
+turns into one line on stderr and exit code 2; so are OS faults (disk full, permissions,
+a vanished file: ``errors.storage_error``), their traceback kept in the study's log
+(``STUDY/audioscale.log``); an interrupt is one line and exit 130 (SIGINT) or 143
+(SIGTERM). A sweep or study in which some run failed exits 2, listing them.
 """
 
 from __future__ import annotations
@@ -65,29 +68,54 @@ def _abort_exception() -> type[BaseException]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from audioscale.cli import session
     from audioscale.errors import AudioscaleError
 
     ex = _click_exceptions()
     abort = _abort_exception()
+    session.log_path = session.signal_received = None  # set by a study command's session
     try:
         # non-standalone typer returns the exit code of a typer.Exit (130 for Ctrl-C)
         code = app(args=argv, prog_name="audioscale", standalone_mode=False)
     except AudioscaleError as e:
-        print(f"audioscale: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(e, e)
     except ex.ClickException as e:  # usage errors: unknown command, bad option value
         e.show()
         return e.exit_code
-    except abort:
+    except abort as e:
+        if isinstance(e.__cause__ or e.__context__, KeyboardInterrupt):
+            return _interrupted(session.signal_received)
         return 1
     except KeyboardInterrupt:
-        print("audioscale: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(session.signal_received)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 1
+    except Exception as e:  # an OS fault (disk full, permissions, ...) is one line too
+        from audioscale.errors import storage_error
+
+        study = session.log_path and str(session.log_path.parent)
+        fault = storage_error(e, study)  # an error that names no file: the study's
+        if fault is None:
+            raise
+        return _fail(fault, e)
     if code == 130:
-        print("audioscale: interrupted", file=sys.stderr)
+        return _interrupted(session.signal_received)
     return code if isinstance(code, int) else 0
+
+
+def _fail(err: BaseException, cause: BaseException) -> int:
+    """One line on stderr, exit 2; the traceback of ``cause`` into the study's log."""
+    from audioscale.cli.session import log_traceback
+
+    print(f"audioscale: error: {err}", file=sys.stderr)
+    log_traceback(cause)
+    return 2
+
+
+def _interrupted(signum: int | None) -> int:
+    """Ctrl-C or SIGTERM: one line; exit 130 (SIGINT) or 143 (SIGTERM)."""
+    print("audioscale: interrupted: rerun the same command to resume", file=sys.stderr)
+    return 128 + (signum or 2)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from audioscale.cli.app import app
+from audioscale.cli.session import study_session
 
 
 @app.command("study")
@@ -17,7 +18,7 @@ def study_cmd(
     ),
     out: Path = typer.Option(None, "--out", help="Study folder (default: studies/<name>)."),
     workers: int = typer.Option(None, help="Parallel runs (default: the spec's study.workers)."),
-    executor: str = typer.Option(None, help="local | ray (default: the spec's)."),
+    executor: str = typer.Option(None, help="local | ray | inline (default: the spec's)."),
     ray_address: str = typer.Option(
         None,
         help="Join the Ray cluster at host:port (the head's `ray start` prints it; default: "
@@ -32,20 +33,25 @@ def study_cmd(
     ),
 ) -> None:
     """Run a whole study and print where the report is and its headline numbers."""
-    from audioscale.cli.sweep import ray_executor
+    from audioscale.cli.sweep import exit_if_failed, ray_executor
     from audioscale.study import print_headline, run_study
+    from audioscale.sweep.spec import load_sweep
+    from audioscale.sweep.study import resolve_source
 
     executor = ray_executor(executor, ray_address)
-    result = run_study(
-        source,
-        out,
-        workers=workers,
-        executor=executor,
-        progress=not as_json,
-        verify=verify,
-        address=ray_address,
-    )
+    out = out or Path("studies") / load_sweep(resolve_source(source)).name
+    with study_session(out):
+        result = run_study(
+            source,
+            out,
+            workers=workers,
+            executor=executor,
+            progress=not as_json,
+            verify=verify,
+            address=ray_address,
+        )
     if as_json:
         print(json.dumps(result, default=str))
-        return
-    print_headline(result, file=None)
+    else:
+        print_headline(result, file=None)
+    exit_if_failed(result.get("failed") or [])

@@ -8,13 +8,16 @@ from pathlib import Path
 import typer
 
 from audioscale.cli.app import app
+from audioscale.cli.session import study_session
 
 
 @app.command("sweep")
 def sweep_cmd(
     config: Path = typer.Option(..., "--config", "-c", help="Sweep spec YAML."),
     out: Path = typer.Option(..., "--out", help="Study folder (created; resumed if present)."),
-    executor: str = typer.Option(None, help="local | ray (default: the spec's study.executor)."),
+    executor: str = typer.Option(
+        None, help="local | ray | inline (default: the spec's study.executor)."
+    ),
     workers: int = typer.Option(None, help="Parallel runs (default: the spec's study.workers)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed runs again."),
     ray_address: str = typer.Option(
@@ -29,16 +32,32 @@ def sweep_cmd(
 
     executor = ray_executor(executor, ray_address)
 
-    summary = run_sweep(
-        config, out, executor=executor, workers=workers, retry_failed=retry_failed,
-        progress=not as_json, address=ray_address,
-    )  # fmt: skip
+    with study_session(out):
+        summary = run_sweep(
+            config, out, executor=executor, workers=workers, retry_failed=retry_failed,
+            progress=not as_json, address=ray_address,
+        )  # fmt: skip
     if as_json:
         print(json.dumps(summary, default=str))
+    else:
+        _print_status(summary)
+        for kind, path in summary.get("exports", {}).items():
+            typer.echo(f"{kind}: {path}", err=True)
+    exit_if_failed(summary["failed"])
+
+
+def exit_if_failed(failed: list[dict]) -> None:
+    """Some run failed: one line naming them on stderr, exit 2 (the finished runs are
+    kept; ``audioscale status`` has the reasons, ``--retry-failed`` runs them again)."""
+    if not failed:
         return
-    _print_status(summary)
-    for kind, path in summary.get("exports", {}).items():
-        typer.echo(f"{kind}: {path}", err=True)
+    ids = ", ".join(f["run_id"] for f in failed)
+    typer.echo(
+        f"audioscale: {len(failed)} run(s) failed: {ids}; reasons: audioscale status; "
+        "fix the cause and rerun with --retry-failed (finished runs are kept)",
+        err=True,
+    )
+    raise typer.Exit(2)
 
 
 def ray_executor(executor: str | None, ray_address: str | None) -> str | None:

@@ -6,7 +6,9 @@ Layout of one cache (a folder ``<cache_dir>/<key>/``):
   back, each item stored (T, n_mels) row-major so that a time crop is one contiguous slice
   of the file. A shard is closed once it would pass ``shard_bytes`` (256 MB by default);
   an item bigger than that gets a shard of its own.
-- ``index.json``: the cache key, the frontend config, ``n_mels``, the floor value, and one
+- ``index.json``: the cache key, the frontend config, ``n_mels``, the floor value, the
+  size and sha256 of every shard (``digests``: checked at every open; a corrupt cache
+  is named on stderr and built again), and one
   entry per input row in input order: ``{path, status: "ok", shard, offset, length,
   seconds}`` (offset and length in frames) or ``{path, status: <kind>, reason}`` for a file
   that could not be read (``kind`` from :class:`audioscale.errors.BadAudioError`:
@@ -50,8 +52,9 @@ import torch
 
 from audioscale.audio.frames import frames_for
 from audioscale.config import FrontendConfig, config_hash
-from audioscale.errors import BadAudioError, DataError
-from audioscale.utils import ordered_map, progress_bar
+from audioscale import faults
+from audioscale.errors import BadAudioError, CorruptArtefactError, DataError
+from audioscale.utils import digest, ordered_map, progress_bar, verify
 
 CACHE_VERSION = 1
 SHARD_BYTES = 256 << 20
@@ -160,6 +163,7 @@ def _write_cache(tmp: Path, rows, cfg, key, max_seconds, shard_bytes, progress, 
                 if fh is not None:
                     fh.close()
                 shards.append(f"shard_{len(shards):05d}.f16")
+                faults.point(tmp / shards[-1])
                 fh, shard_used = open(tmp / shards[-1], "wb"), 0
             fh.write(feats.astype("<f2").tobytes())
             entries.append(
@@ -187,8 +191,10 @@ def _write_cache(tmp: Path, rows, cfg, key, max_seconds, shard_bytes, progress, 
         "floor": floor_db(cfg),
         "max_seconds": max_seconds,
         "shards": shards,
+        "digests": {name: digest(tmp / name) for name in shards},
         "items": entries,
     }
+    faults.point(tmp / INDEX)
     (tmp / INDEX).write_text(json.dumps(index, default=str), encoding="utf-8")
 
 
@@ -209,11 +215,24 @@ def _locked(path: Path):
 
 
 def _is_valid(root: Path, key: str) -> bool:
+    """Whether ``root`` holds the finished cache of ``key`` with every shard as written
+    (size and sha256 of the index's ``digests``); a corrupt one is named on stderr and
+    the caller builds it again."""
     try:
         index = json.loads((root / INDEX).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return index.get("key") == key and index.get("version") == CACHE_VERSION
+    if index.get("key") != key or index.get("version") != CACHE_VERSION:
+        return False
+    try:
+        for name, expected in (index.get("digests") or {}).items():
+            verify(root / name, expected, "feature cache shard")
+    except CorruptArtefactError as e:
+        print(
+            f"audioscale: {e.path}: {e.reason}; building the feature cache again", file=sys.stderr
+        )
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------- the cache

@@ -28,7 +28,9 @@ Choices:
   (shape, mask, errors, offsets), key = hash of (extractor version, encoder identity,
   layer, level, ``file_list_hash(rows)``, frontend config, input path). The data file
   is written first and the json last, both atomically (``audioscale.utils.atomic_open``),
-  so a killed run leaves no readable half-cache. A changed checkpoint changes the
+  so a killed run leaves no readable half-cache. The json records the data file's size
+  and sha256 (``utils.digest``), checked at every read: a truncated or bit-flipped entry
+  is named on stderr and computed again. A changed checkpoint changes the
   identity, so it never reads a stale entry.
 """
 
@@ -48,13 +50,15 @@ import torch
 
 from audioscale.config import config_hash
 from audioscale.embed.base import Encoder, cut_pieces
-from audioscale.errors import AudioscaleError
+from audioscale.errors import AudioscaleError, CorruptArtefactError
 from audioscale.utils import (
     atomic_open,
     atomic_save_json,
+    digest,
     ordered_map,
     progress_bar,
     resolve_device,
+    verify,
 )
 
 EXTRACT_VERSION = 1
@@ -235,6 +239,7 @@ class _Inputs:
             "index": index,
             "offsets": offsets,
             "errors": {str(k): v for k, v in self.errors.items()},
+            "digest": digest(data),
         }
         atomic_save_json(meta_path, meta)
         self.errors.clear()  # re-read from meta by the caller
@@ -258,14 +263,20 @@ def _atomic_raw(path: Path) -> Iterator[_Float32Writer]:
 
 
 def _read_meta(data: Path, meta_path: Path) -> dict | None:
-    """The cache's meta when both files exist and agree in size; else None."""
+    """The cache's meta when both files exist, agree in size and the data file passes
+    its recorded ``digest``; else None (a corrupt entry is named on stderr and the
+    caller computes it again)."""
     if not (data.is_file() and meta_path.is_file()):
         return None
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError):
+        shape = [int(n) for n in meta["shape"]]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    if data.stat().st_size != 4 * int(np.prod(meta["shape"])):
+    try:
+        verify(data, meta.get("digest") or {"size": 4 * int(np.prod(shape))}, "embedding cache")
+    except CorruptArtefactError as e:
+        print(f"audioscale: {e.path}: {e.reason}; computing it again", file=sys.stderr)
         return None
     return meta
 
@@ -471,7 +482,7 @@ def extract(
 def _save(ex: Extraction, data: Path, meta_path: Path, rows: list[dict]) -> None:
     with _atomic_raw(data) as out:
         out.write(ex.emb)
-    atomic_save_json(meta_path, _meta(ex, rows))
+    atomic_save_json(meta_path, _meta(ex, rows) | {"digest": digest(data)})
 
 
 def _meta(ex: Extraction, rows: list[dict]) -> dict:
@@ -582,6 +593,6 @@ def _iter_and_cache(
         key=key,
         audio_seconds=sink["audio_seconds"],
     )
-    atomic_save_json(meta_path, _meta(ex, rows))
+    atomic_save_json(meta_path, _meta(ex, rows) | {"digest": digest(data)})
     if errors is not None:
         errors.update(ex.errors)

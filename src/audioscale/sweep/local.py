@@ -12,8 +12,12 @@ Choices:
   one two-thread worker, bench/RESULTS.md); on a GPU machine worker slot i sees GPU
   ``i % n_gpus`` only (``CUDA_VISIBLE_DEVICES``).
 - Only the parent writes the store: a worker writes ``result.json`` (or ``error.json``)
-  in the run folder and sends a one-word message; the parent records what it finds. A
-  failed run gets its one-line reason and the sweep goes on.
+  in the run folder and sends ``("ok" | "failed", fault)``; the parent records what it
+  finds. A failed run gets its one-line reason and the sweep goes on; a run stopped by an
+  OS fault (``fault``: the one-line ``StorageError``, e.g. a full disk) stops the sweep
+  with that line, the run back to pending.
+- Workers ignore SIGINT and SIGTERM: a Ctrl-C reaches the whole process group, and only
+  the parent decides (it kills its workers and puts their runs back to pending).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
+from audioscale.errors import AudioscaleError, StorageError, storage_error
 from audioscale.sweep.store import Store
 
 JobFn = Callable[..., Any]
@@ -54,6 +59,10 @@ def set_threads(threads: int) -> None:
 
 def _worker_loop(conn: Any, job_fn: JobFn, threads: int, gpu: str | None) -> None:
     _die_with_parent()
+    # Ctrl-C reaches the whole process group: the parent alone decides (it kills us), so
+    # a run is never recorded as failed because it was interrupted
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     set_threads(threads)
@@ -67,9 +76,10 @@ def _worker_loop(conn: Any, job_fn: JobFn, threads: int, gpu: str | None) -> Non
         job, run_dir, ctx = msg
         try:
             job_fn(job, run_dir, ctx)
-            conn.send("ok")
-        except BaseException:  # the reason is in run_dir/error.json (run_job writes it)
-            conn.send("failed")
+            conn.send(("ok", None))
+        except BaseException as e:  # the reason is in run_dir/error.json (run_job writes it)
+            fault = storage_error(e)
+            conn.send(("failed", fault and (fault.path, fault.reason, fault.advice)))
 
 
 class Worker:
@@ -170,7 +180,7 @@ def run_local(
                     continue
                 if w.conn.poll():
                     try:
-                        w.conn.recv()
+                        _raise_storage_fault(w.conn.recv())
                         exitcode: int | None = 0
                     except EOFError:
                         w.proc.join()
@@ -191,7 +201,55 @@ def run_local(
     except BaseException:
         for w in pool:
             w.stop(kill=True)
-        store.reset(("running",))
+        _reset_running(store)
         raise
     for w in pool:
         w.stop()
+
+
+def _raise_storage_fault(msg: Any) -> None:
+    """A worker's run stopped on an OS fault (disk full, ...): the sweep stops with its
+    one line, and the run goes back to pending (never 'failed': nothing was wrong with it)."""
+    if isinstance(msg, tuple) and msg[1]:
+        raise StorageError(*msg[1])
+
+
+def _reset_running(store: Store) -> None:
+    """Runs left 'running' back to pending after a stop; a store that cannot take the
+    write (a full disk) is reset by the next sweep's start instead."""
+    try:
+        store.reset(("running",))
+    except AudioscaleError:
+        pass
+
+
+def run_inline(
+    jobs: list[Any],
+    study_dir: str | Path,
+    store: Store,
+    ctx: Any,
+    job_fn: JobFn,
+    on_done: Callable[[Any, bool, str], None] | None = None,
+) -> None:
+    """Run ``jobs`` one after another in this process (``--executor inline``: for
+    debugging, and for the fault-injection test, which runs hundreds of tiny sweeps). A
+    failed run is recorded as the local executor records it; an OS fault or an
+    interrupt stops the sweep, its run back to pending."""
+    runs_dir = Path(study_dir) / "runs"
+    try:
+        for job in jobs:
+            store.mark_running(job.run_id)
+            t0, exitcode = time.time(), 0
+            try:
+                job_fn(job, str(runs_dir / job.run_id), ctx)
+            except Exception as e:
+                if storage_error(e) is not None:
+                    raise
+                exitcode = 1
+            result, reason = read_outcome(job, runs_dir / job.run_id, exitcode)
+            ok = record_outcome(store, job, result, reason, time.time() - t0)
+            if on_done:
+                on_done(job, ok, reason)
+    except BaseException:
+        _reset_running(store)
+        raise

@@ -25,7 +25,8 @@ Choices:
 - A worker process that dies (node lost, OOM-killed, SIGKILL) is retried by Ray up to
   ``max_retries`` times; the run resumes from its last checkpoint and stage markers. A
   Python exception in the run is not retried: it is the run's failure, recorded with its
-  one-line reason.
+  one-line reason; an OS fault (a full disk, ...) stops the sweep with its one line
+  instead, its run back to pending (as the local executor does).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
-from audioscale.errors import AudioscaleError
+from audioscale.errors import AudioscaleError, StorageError, storage_error
 from audioscale.sweep.store import Store
 
 NODE_LOG = "ray_node.jsonl"
@@ -334,7 +335,9 @@ def _task(job_fn: Callable, job: Any, run_dir: str, ctx: Any, threads: int) -> d
         log_attempt(Path(run_dir), "start")
         out = {"ok": True, "result": job_fn(job, run_dir, ctx)}
     except Exception as e:
-        out = {"ok": False, "error": one_line(e)}
+        fault = storage_error(e, run_dir)  # an OS fault stops the sweep (local.py's rule)
+        out = {"ok": False, "error": one_line(e),
+               "fault": fault and (fault.path, fault.reason, fault.advice)}  # fmt: skip
     with suppress(OSError):  # the log is for people; the result is what counts
         log_attempt(Path(run_dir), "end")
     return out
@@ -391,6 +394,8 @@ def _collect(ray: Any, ref: Any, job: Any, store: Store, wall: float) -> tuple[b
         reason = f"ray worker lost: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         store.mark_failed(job.run_id, reason, wall)
         return False, reason
+    if out.get("fault"):  # the run goes back to pending with the others
+        raise StorageError(*out["fault"])
     if not out["ok"]:
         store.mark_failed(job.run_id, out["error"], wall)
         return False, out["error"]

@@ -15,6 +15,10 @@ RUN_DIR/result.json                     everything above, the record the store t
 RUN_DIR/error.json / error.log          the one-line reason and traceback of a failure
 ```
 
+A corrupt artefact of the run folder (a checkpoint or the training state failing its
+recorded sha256, a marker that does not parse) is discarded and its work redone
+(``execute_repairing``); corrupt caches are rebuilt where they are read.
+
 Choices (what is measured and how):
 - The study's unlabeled eval pool (``EvalContext``, built once by the parent) is the
   pool's ``heldout`` split plus every task clip (labels unused), capped at
@@ -59,6 +63,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -69,7 +74,7 @@ import numpy as np
 
 from audioscale.audio.frames import frames_for_seconds
 from audioscale.config import RunConfig, config_hash
-from audioscale.errors import AudioscaleError, ConfigError
+from audioscale.errors import AudioscaleError, ConfigError, CorruptArtefactError, storage_error
 from audioscale.sweep.records import (
     EvalContextInfo,
     GapInfo,
@@ -84,7 +89,7 @@ from audioscale.sweep.records import (
     check_keys,
 )
 from audioscale.sweep.spec import TRAINED_KINDS
-from audioscale.utils import atomic_save_json, finite_or_none
+from audioscale.utils import atomic_save_json, finite_or_none, verify
 
 FINAL = "final"
 REF_MASK_RATIO = 0.75
@@ -327,13 +332,30 @@ def probe_rows(name: str, tasks: dict[str, tuple[Any, Any]], ctx: EvalContext):
 
 
 def _load(path: Path) -> Any:
-    return json.loads(path.read_text())
+    """A json file of the run folder; one that does not parse is a CorruptArtefactError."""
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise CorruptArtefactError(path, f"not valid JSON ({e})") from None
+
+
+def _marker(path: Path) -> Any | None:
+    """A stage marker (or result.json), or None when absent or corrupt (a corrupt one
+    is deleted: its stage runs again)."""
+    if not path.is_file():
+        return None
+    try:
+        return _load(path)
+    except CorruptArtefactError as e:
+        print(f"audioscale: {e.path}: {e.reason}; redoing that stage", file=sys.stderr)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _stage(path: Path, fn, *args: Any) -> Any:
     """Run ``fn`` unless its marker json exists; store its result with its wall time."""
-    if path.is_file():
-        return _load(path)
+    if (marker := _marker(path)) is not None:
+        return marker
     t0 = time.time()
     out = fn(*args)
     out = {"value": out, "wall_s": time.time() - t0}
@@ -401,7 +423,7 @@ def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress:
     for c in checkpoints(run_dir):
         is_final = c["name"] == FINAL
         marker = run_dir / "eval" / "spectral" / f"{c['name']}.json"
-        if is_final and ctx.task_dirs and not marker.is_file():
+        if is_final and ctx.task_dirs and _marker(marker) is None:
             tasks = task_embeddings(RunEncoder(run_dir, checkpoint=FINAL), ctx)
         out = _stage(marker, measure_checkpoint, run_dir, c, ctx, tasks)
         walls.append(out["wall_s"])
@@ -427,7 +449,7 @@ def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress:
     probes, suite = [], {}
     if ctx.task_dirs:
         marker = run_dir / "eval" / "probes.json"
-        if tasks is None and not marker.is_file():
+        if tasks is None and _marker(marker) is None:
             tasks = task_embeddings(RunEncoder(run_dir, checkpoint=FINAL), ctx)
         pr = _stage(marker, probe_rows, cfg.name, tasks, ctx)
         walls.append(pr["wall_s"])
@@ -443,7 +465,7 @@ def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress:
         info["rankme_gap_heldout"] = tr["rankme"] - held["rankme"]
     if tr:
         marker = run_dir / "eval" / "spectral_gap.json"
-        if tasks is None and ctx.task_dirs and ctx.level == "clip" and not marker.is_file():
+        if tasks is None and ctx.task_dirs and ctx.level == "clip" and _marker(marker) is None:
             tasks = task_embeddings(RunEncoder(run_dir, checkpoint=FINAL), ctx)
         n_clips = final["n"] if ctx.level == "clip" else len(ctx.pool_rows)
         gap = _stage(marker, gap_metrics, run_dir, cfg, n_clips, ctx, tasks)
@@ -734,8 +756,66 @@ def stale_runs(run_ids: list[str], runs_dir: str | Path, ctx: EvalContext) -> li
     ``eval_key`` than ``ctx``'s."""
     out = []
     for rid in run_ids:
-        path = Path(runs_dir) / rid / "result.json"
-        if path.is_file() and not is_current(_load(path), ctx):
+        result = _marker(Path(runs_dir) / rid / "result.json")
+        if result is not None and not is_current(result, ctx):
+            out.append(rid)
+    return out
+
+
+REPAIRS = 2  # corrupt artefacts of one run redone before it counts as failed
+
+
+def execute_repairing(job: Any, run_dir: Path, ctx: EvalContext, progress: bool) -> dict:
+    """``execute_run`` / ``execute_baseline``; a corrupt artefact of the run folder (a
+    checkpoint, the training state, a stage marker) is discarded and its work redone
+    (``checkpoint.discard_corrupt``: retrained from the last good state), up to
+    ``REPAIRS`` times, instead of failing the run for good."""
+    for attempt in range(REPAIRS + 1):
+        try:
+            if job.kind in TRAINED_KINDS:
+                return execute_run(job.config, run_dir, ctx, progress=progress)
+            return execute_baseline(job, run_dir, ctx)
+        except CorruptArtefactError as e:
+            if attempt == REPAIRS or not Path(e.path).is_relative_to(run_dir):
+                raise
+            from audioscale.train.checkpoint import discard_corrupt
+
+            print(f"audioscale: {e.path}: {e.reason}; redoing its work", file=sys.stderr)
+            discard_corrupt(run_dir, e.path)
+    raise AssertionError("unreachable")
+
+
+def write_error(run_dir: Path, e: BaseException) -> None:
+    """error.json (the one-line reason) and error.log (the traceback) of a failed run;
+    best effort: on a full disk the reason still reaches the sweep through its worker."""
+    try:
+        atomic_save_json(run_dir / "error.json", {"error": one_line(e), "time": time.time()})
+        (run_dir / "error.log").write_text(traceback.format_exc())
+    except OSError:
+        pass
+
+
+def corrupt_finals(run_ids: list[str], runs_dir: str | Path) -> list[str]:
+    """Those of ``run_ids`` (done runs) whose final checkpoint fails the size and sha256
+    its sidecar recorded. Each is named on stderr and its result.json dropped and the
+    checkpoint discarded (``checkpoint.discard_corrupt``), so that the run, pending
+    again, writes the checkpoint again from its training state (the same weights) and
+    keeps its evaluation markers. Torch is imported only when one is found."""
+    out = []
+    for rid in run_ids:
+        run_dir = Path(runs_dir) / rid
+        path = run_dir / "checkpoints" / f"{FINAL}.safetensors"
+        try:
+            expected = json.loads(path.with_suffix(".json").read_text()).get("weights")
+            verify(path, expected, "checkpoint")
+        except (OSError, ValueError):
+            continue  # no sidecar (a baseline, a hand-made folder): nothing to check
+        except CorruptArtefactError as e:
+            from audioscale.train.checkpoint import discard_corrupt
+
+            print(f"audioscale: {e.path}: {e.reason}; writing it again", file=sys.stderr)
+            discard_corrupt(run_dir, path)
+            (run_dir / "result.json").unlink(missing_ok=True)
             out.append(rid)
     return out
 
@@ -747,28 +827,26 @@ def run_job(job: Any, run_dir: str | Path, ctx: EvalContext, progress: bool = Fa
     run_dir = Path(run_dir)
     result_path = run_dir / "result.json"
     key = eval_key(ctx)
-    if result_path.is_file():
-        result = _load(result_path)
+    if (result := _marker(result_path)) is not None:
         if result.get("run_id") == job.run_id and is_current(result, ctx):
             return result
         if not is_current(result, ctx):
             result_path.unlink()
             shutil.rmtree(run_dir / "eval", ignore_errors=True)
     key_path = run_dir / "eval" / "key.json"
-    if key_path.is_file() and _load(key_path).get("eval_key") != key:
+    if (old := _marker(key_path)) is not None and old.get("eval_key") != key:
         shutil.rmtree(run_dir / "eval", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "error.json").unlink(missing_ok=True)
     if job.kind in TRAINED_KINDS:
         atomic_save_json(key_path, {"eval_key": key})
     try:
-        if job.kind in TRAINED_KINDS:
-            result = execute_run(job.config, run_dir, ctx, progress=progress)
-        else:
-            result = execute_baseline(job, run_dir, ctx)
+        result = execute_repairing(job, run_dir, ctx, progress)
     except BaseException as e:
-        atomic_save_json(run_dir / "error.json", {"error": one_line(e), "time": time.time()})
-        (run_dir / "error.log").write_text(traceback.format_exc())
+        write_error(run_dir, e)
+        fault = storage_error(e, str(run_dir))  # a write that named no file: the run's
+        if fault is not None and fault is not e:
+            raise fault from e
         raise
     result["run_id"] = job.run_id
     result["kind"] = job.kind

@@ -104,7 +104,7 @@ class StudySettings(Strict):
     """How a sweep is executed and what its shared evaluation pool is."""
 
     workers: int = Field(1, gt=0)
-    executor: Literal["local", "ray"] = "local"
+    executor: Literal["local", "ray", "inline"] = "local"
     threads_per_worker: int = Field(1, gt=0)  # torch threads per worker process on CPU
     gpus_per_run: float = Field(0.0, ge=0)  # Ray only; local workers get one GPU each if any
     max_retries: int = Field(2, ge=0)  # Ray: retries of a run whose worker was lost

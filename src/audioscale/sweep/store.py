@@ -5,6 +5,9 @@ Choices:
   a process killed at any instant leaves the store as it was before or after a write.
 - Only the sweep's parent process writes (workers put a ``result.json`` in their run
   folder and the parent records it), so there is never write contention.
+- A full disk, a read-only folder or an I/O error at open or in a transaction is a
+  one-line ``StorageError`` (``errors.storage_error``), the transaction rolled back;
+  each commit is one write of ``audioscale.faults`` (the fault-injection seam).
 - Recording a run is idempotent: its rows in every table are deleted and re-inserted in
   the same transaction, so a replayed record replaces and never duplicates.
 - Values that are not plain columns (settings, run_info values) are stored as JSON text.
@@ -26,7 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from audioscale.errors import DataError
+from audioscale import faults
+from audioscale.errors import DataError, storage_error
 from audioscale.sweep import records
 from audioscale.sweep.records import (
     TASK_PREFIX,
@@ -101,12 +105,15 @@ class Store:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA busy_timeout=60000")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA busy_timeout=60000")
+        except (sqlite3.OperationalError, OSError) as e:
+            self._raise_fault(e)
         with self.tx():
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -131,14 +138,36 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: all of it lands, or none of it."""
-        self.db.execute("BEGIN IMMEDIATE")
+        """One write transaction: all of it lands, or none of it. Its commit is one write
+        of ``audioscale.faults``; a full disk, a read-only folder or an I/O error becomes
+        a one-line ``StorageError`` (the transaction rolled back)."""
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                faults.point(self.path)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        except (sqlite3.OperationalError, OSError) as e:
+            self._raise_fault(e)
+
+    def _raise_fault(self, e: BaseException) -> None:
+        """Re-raise ``e`` as its one-line StorageError (as itself when it is no OS fault)."""
+        fault = storage_error(e, str(self.path))
+        if fault is None:
+            raise e
+        raise fault from e
+
+    def _rollback(self) -> None:
+        """Roll back the open transaction (SQLite may have rolled it back already after
+        a full disk or an I/O error)."""
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     # ------------------------------------------------------------------ meta
 

@@ -8,6 +8,8 @@ checkpoints and stage markers, and (with ``retry_failed``) failed ones run again
 Choices:
 - Every run of the spec is validated before any work; then the eval pool is built once
   (so a missing pool or task fails before any training).
+- Done runs whose final checkpoint fails its recorded sha256 are pending again: they
+  write it again from their training state (``sweep.run.corrupt_finals``).
 - One sweep at a time per study folder (an exclusive ``flock`` on ``.sweep.lock``); runs
   left 'running' by a killed sweep are put back to pending at start.
 - Trained runs are ordered by an estimate of their cost, largest first (longest-
@@ -138,7 +140,7 @@ def run_sweep(
     """Execute a sweep into study folder ``out``; returns ``Store.status()`` plus exports.
     ``extra_jobs`` (the study's verification run) join the spec's jobs for this sweep;
     ``threads_per_worker`` overrides the spec's ``study.threads_per_worker``."""
-    from audioscale.sweep.run import build_eval_context, run_job, stale_runs
+    from audioscale.sweep.run import build_eval_context, corrupt_finals, run_job, stale_runs
 
     sweep = load_sweep(source)
     if extra_jobs:
@@ -166,6 +168,7 @@ def run_sweep(
             done = {r["run_id"] for r in store.runs("done")}
             done = [j.run_id for j in sweep.jobs if j.run_id in done]
             store.mark_pending(stale_runs(done, study_dir / "runs", ctx))
+            store.mark_pending(corrupt_finals(done, study_dir / "runs"))
             store.set_meta(
                 name=sweep.name, workers=workers, executor=executor, eval_pool=ctx.pool_name,
                 eval_pool_n=len(ctx.pool_rows), tasks=ctx.task_dirs, spec_hash=sweep.spec_hash(),
@@ -239,8 +242,14 @@ def execute(todo, study_dir, store, ctx, job_fn, executor, workers, s, address, 
 
             run_local(todo, study_dir, store, ctx, job_fn, workers, s.threads_per_worker,
                       on_done)  # fmt: skip
+        elif executor == "inline":
+            from audioscale.sweep.local import run_inline
+
+            run_inline(todo, study_dir, store, ctx, job_fn, on_done)
         else:
-            raise ConfigError("--executor", f"unknown executor {executor!r}; use local or ray")
+            raise ConfigError(
+                "--executor", f"unknown executor {executor!r}; use local, ray or inline"
+            )
 
 
 def save_spec(sweep: Sweep, source: str | Path | dict, study_dir: Path) -> None:

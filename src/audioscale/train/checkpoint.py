@@ -8,28 +8,45 @@
   loss_batch, heldout_loss, ...}`` (the trainer's ``save_checkpoint``: ``loss_window`` is
   the mean training loss of the ``loss_window_steps`` steps since the log line before,
   ``loss_batch`` the loss of the checkpoint step's batch; folders written before these
-  keys have one ``loss``), written after the weights; a checkpoint counts as present only
-  when its sidecar is.
+  keys have one ``loss``) and ``weights`` (the safetensors file's size and sha256,
+  checked by ``load_mae``: a truncated or bit-flipped file is a one-line
+  ``CorruptArtefactError``), written after the weights; a checkpoint counts as present
+  only when its sidecar is.
 - ``train_state.pt``: everything a resume needs (weights, optimizer state, step, loss
   window, RNG states) as plain tensors, numbers, lists and dicts, so that
-  ``torch.load(weights_only=True)`` reads it; written atomically.
+  ``torch.load(weights_only=True)`` reads it; written atomically, then its size and
+  sha256 to ``train_state.json`` (checked on resume).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
+import re
+import sys
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from audioscale.config import RunConfig, load_config
-from audioscale.errors import DataError
-from audioscale.utils import atomic_path, atomic_save_json, atomic_write_bytes
+from audioscale.errors import CorruptArtefactError, DataError
+from audioscale.utils import atomic_path, atomic_save_json, atomic_write_bytes, digest, verify
 
 CKPT_DIR = "checkpoints"
 STATE_FILE = "train_state.pt"
+STATE_DIGEST = "train_state.json"
+
+
+def redo(run_dir: str | Path) -> str:
+    """What to do about a corrupt artefact of ``run_dir``."""
+    return (
+        f"rerun its sweep, or audioscale pretrain --config {run_dir}/config.yaml --out "
+        f"{run_dir}: either retrains it from the last good state"
+    )
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -53,8 +70,16 @@ def save_checkpoint(model: torch.nn.Module, run_dir: str | Path, name: str, meta
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{name}.safetensors"
     with atomic_path(path) as tmp:
-        save_model(unwrap(model), str(tmp), metadata={"format": "pt"})
-    atomic_save_json(d / f"{name}.json", meta)
+        try:
+            save_model(unwrap(model), str(tmp), metadata={"format": "pt"})
+        except SafetensorError as e:  # its I/O errors (a full disk) as the OSError they are
+            code = re.search(r"os error (\d+)|code: (\d+)", str(e))
+            if code is None:
+                raise
+            n = int(code.group(1) or code.group(2))
+            raise OSError(n, os.strerror(n), str(path)) from e
+        weights = digest(tmp)
+    atomic_save_json(d / f"{name}.json", {**meta, "weights": weights})
     return path
 
 
@@ -96,7 +121,16 @@ def load_mae(
         have = ", ".join(p.stem for _, _, p in list_checkpoints(run_dir)) or "none"
         raise DataError(f"{run_dir}: no checkpoint {which!r} (available: {have})")
     model = build_mae(cfg.model, cfg.frontend)
-    load_model(model, str(path), strict=True, device=str(device))
+    try:
+        expected = read_sidecar(path).get("weights")
+    except (OSError, ValueError):
+        expected = None  # no sidecar (a hand-copied file): the header check below decides
+    verify(path, expected, "checkpoint", redo(run_dir))
+    try:
+        load_model(model, str(path), strict=True, device=str(device))
+    except (SafetensorError, OSError, RuntimeError) as e:
+        reason = f"checkpoint unreadable ({' '.join(str(e).split())[:120]})"
+        raise CorruptArtefactError(path, reason, redo(run_dir)) from e
     return model.to(device).eval(), cfg
 
 
@@ -104,15 +138,63 @@ load_encoder = load_mae  # the name ARCHITECTURE.md used first
 
 
 def save_state(run_dir: str | Path, state: dict) -> None:
-    """Write ``train_state.pt`` atomically (plain containers and tensors only)."""
+    """Write ``train_state.pt`` atomically (plain containers and tensors only), then its
+    size and sha256 to ``train_state.json``."""
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write_bytes(Path(run_dir) / STATE_FILE, buf.getvalue())
+    data = buf.getvalue()
+    atomic_write_bytes(Path(run_dir) / STATE_FILE, data)
+    atomic_save_json(Path(run_dir) / STATE_DIGEST, bytes_digest(data))
 
 
 def load_state(run_dir: str | Path, device: str | torch.device = "cpu") -> dict | None:
-    """``train_state.pt`` read with ``weights_only=True``, or None when there is none."""
+    """``train_state.pt`` read with ``weights_only=True``, or None when there is none;
+    ``CorruptArtefactError`` when it fails its recorded digest or does not load."""
     path = Path(run_dir) / STATE_FILE
     if not path.is_file():
         return None
-    return torch.load(path, map_location=device, weights_only=True)
+    try:
+        expected = json.loads((Path(run_dir) / STATE_DIGEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        expected = None
+    verify(path, expected, "training state", redo(run_dir))
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError) as e:
+        reason = f"training state unreadable ({' '.join(str(e).split())[:120]})"
+        raise CorruptArtefactError(path, reason, redo(run_dir)) from e
+
+
+def bytes_digest(data: bytes) -> dict:
+    """``utils.digest`` of bytes in memory."""
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def final_intact(run_dir: str | Path) -> bool:
+    """Whether the final checkpoint passes its recorded digest; a corrupt one is named
+    on stderr and discarded (``discard_corrupt``), so a resume writes it again."""
+    path = Path(run_dir) / CKPT_DIR / "final.safetensors"
+    try:
+        verify(path, read_sidecar(path).get("weights"), "checkpoint")
+    except (OSError, ValueError):
+        return True  # no sidecar: nothing recorded to check against
+    except CorruptArtefactError as e:
+        print(f"audioscale: {e.path}: {e.reason}; training it again", file=sys.stderr)
+        discard_corrupt(run_dir, path)
+        return False
+    return True
+
+
+def discard_corrupt(run_dir: str | Path, path: str | Path) -> None:
+    """Drop a corrupt artefact of a run folder so that resuming redoes its work: a
+    ``final`` checkpoint (and ``done.json``) is written again from ``train_state.pt``;
+    an intermediate checkpoint or the training state itself means training again from
+    the start (the other checkpoints come out byte-identical: CPU runs are seeded)."""
+    run_dir, path = Path(run_dir), Path(path)
+    (run_dir / "done.json").unlink(missing_ok=True)
+    if path.suffix == ".safetensors":
+        path.with_suffix(".json").unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+    if path.stem != "final":
+        (run_dir / STATE_FILE).unlink(missing_ok=True)
+        (run_dir / STATE_DIGEST).unlink(missing_ok=True)

@@ -77,6 +77,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from audioscale import faults
 from audioscale.audio.frames import frames_for_seconds
 from audioscale.config import RunConfig, TrainConfig, dump_yaml, load_config
 from audioscale.data.corpus import ClipDataset, fixed_clips, make_loader
@@ -579,6 +580,7 @@ class _MetricsLog:
             examples_per_s=rate, tokens_per_s=rate * self.p.tokens_per_example, wall_s=wall_s
         )
         if self.f:
+            faults.point(self.f.name)  # one write of the fault-injection seam
             self.f.write(json.dumps(row) + "\n")
             self.f.flush()
         self.bar.update(self.task, description=f"loss {loss:.4f}  {rate:,.0f} ex/s")
@@ -602,7 +604,7 @@ def pretrain(
     cfg = p.cfg
     if resume:
         _check_same_run(out, cfg)
-        if (out / "done.json").is_file():
+        if (out / "done.json").is_file() and ckpt.final_intact(out):
             return _finished(out)
     rows = select_rows(cfg)  # a missing or bad pool fails here, before anything is written
     device = torch.device(resolve_device(cfg.train.device))
