@@ -399,6 +399,7 @@ def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress:
     """Pretrain (resuming), measure every checkpoint, probe the final one; return the result
     dict that ``Store.record`` takes (``run_id`` is filled in by ``run_job``)."""
     from audioscale.embed.ours import RunEncoder
+    from audioscale.train import tblog
     from audioscale.train.trainer import pretrain
 
     run_dir = Path(run_dir)
@@ -422,6 +423,8 @@ def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress:
     final = next((s for s in spectral if s["is_final"]), None)
     if final is None:
         raise AudioscaleError(f"{run_dir}: pretraining left no final checkpoint")
+    held = {c["step"]: c["heldout_loss"] for c in checkpoints(run_dir)}
+    tblog.checkpoint_curves(run_dir, [s | {"heldout_loss": held.get(s["step"])} for s in spectral])
     rows = run_train_rows(cfg)
     extra = {k: final[k] for k in ("checkpoint", "step", "fraction", "is_final", "loss")}
     sl = {}
