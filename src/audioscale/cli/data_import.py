@@ -8,6 +8,8 @@ when nothing could be imported (the DataError the importer raises then).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -27,6 +29,18 @@ def _problems(con: Console, skipped) -> None:
         con.print(f"[yellow]skipped[/] {escape(p.path)}: {p.kind}: {escape(p.reason)}")
 
 
+@contextmanager
+def _listing_problems() -> Iterator[None]:
+    """When nothing could be imported, still list every problem before the error line."""
+    from audioscale.data.taskwrite import NothingImported
+
+    try:
+        yield
+    except NothingImported as e:
+        _problems(Console(stderr=True, soft_wrap=True), e.skipped)
+        raise
+
+
 def _report_task(rep, as_json: bool, suite: Path | None) -> None:
     """Print a TaskImport and append the task to ``suite`` when given."""
     if suite is not None:
@@ -36,7 +50,7 @@ def _report_task(rep, as_json: bool, suite: Path | None) -> None:
     if as_json:
         print(json.dumps(rep.to_dict(), default=str))
         return
-    con = Console(stderr=True)
+    con = Console(stderr=True, soft_wrap=True)
     _problems(con, rep.skipped)
     for w in rep.warnings:
         con.print(f"[yellow]warning:[/] {escape(w)}")
@@ -61,14 +75,15 @@ def import_pool_cmd(
     """Make a pretraining pool (manifest.csv: path,duration,source,split) from any folders."""
     from audioscale.data.import_pool import import_pool
 
-    rep = import_pool(
-        src, out, heldout_fraction=heldout_fraction, copy=copy, workers=workers or None,
-        limit_seconds=limit_seconds, progress=not as_json,
-    )  # fmt: skip
+    with _listing_problems():
+        rep = import_pool(
+            src, out, heldout_fraction=heldout_fraction, copy=copy, workers=workers or None,
+            limit_seconds=limit_seconds, progress=not as_json,
+        )  # fmt: skip
     if as_json:
         print(json.dumps(rep.to_dict(), default=str))
         return
-    con = Console(stderr=True)
+    con = Console(stderr=True, soft_wrap=True)
     _problems(con, rep.skipped)
     rate = rep.n_scanned / rep.wall_s if rep.wall_s else 0.0
     con.print(
@@ -90,7 +105,8 @@ def import_hear_cmd(
     """Import a HEAR 2021 scene task (hear-preprocess layout) into a task folder."""
     from audioscale.data.import_hear import import_hear
 
-    rep = import_hear(task_dir, out, domain=domain, force=force, progress=not as_json)
+    with _listing_problems():
+        rep = import_hear(task_dir, out, domain=domain, force=force, progress=not as_json)
     _report_task(rep, as_json, suite)
 
 
@@ -107,7 +123,8 @@ def import_xares_cmd(
     """Import an X-ARES clip task from its downloaded webdataset shards."""
     from audioscale.data.import_xares import import_xares
 
-    rep = import_xares(name, src, out, domain=domain, force=force)
+    with _listing_problems():
+        rep = import_xares(name, src, out, domain=domain, force=force)
     _report_task(rep, as_json, suite)
 
 
@@ -129,8 +146,9 @@ def import_csv_cmd(
     """Import clips listed in a metadata CSV (ESC-50, UrbanSound8K, ...) into a task folder."""
     from audioscale.data.import_csv import import_csv
 
-    rep = import_csv(
-        meta, audio, out, path_col, label_col, fold_col=fold_col, split_col=split_col,
-        name=name, domain=domain, force=force, progress=not as_json,
-    )  # fmt: skip
+    with _listing_problems():
+        rep = import_csv(
+            meta, audio, out, path_col, label_col, fold_col=fold_col, split_col=split_col,
+            name=name, domain=domain, force=force, progress=not as_json,
+        )  # fmt: skip
     _report_task(rep, as_json, suite)

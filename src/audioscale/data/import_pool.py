@@ -44,6 +44,7 @@ from audioscale.audio.io import (
 )
 from audioscale.data.importer import SAMPLE_RATE, _encode_wav, safe_name
 from audioscale.data.manifest import write_manifest
+from audioscale.data.taskwrite import NothingImported
 from audioscale.errors import BadAudioError, DataError
 from audioscale.utils import atomic_write_bytes, progress_bar
 
@@ -283,10 +284,9 @@ def import_pool(
     problems = [dict(path=p.path, kind=p.kind, reason=p.reason) for p in rep.skipped]
     write_manifest(out / "problems.csv", problems, ["path", "kind", "reason"])
     if not rows:
-        raise DataError(
-            f"no usable audio in {', '.join(map(display_path, srcs))} "
-            f"({len(rep.skipped)} bad files)"
-        )
+        where = ", ".join(map(display_path, srcs))
+        raise NothingImported(f"no usable audio in {where} ({len(rep.skipped)} bad files)",
+                              rep.skipped)  # fmt: skip
     write_manifest(out / "manifest.csv", rows, ["path", "duration", "source", "split"])
     rep.n_kept, rep.n_heldout = len(rows), sum(r["split"] == "heldout" for r in rows)
     rep.hours = sum(r["duration"] for r in rows) / 3600

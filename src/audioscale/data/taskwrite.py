@@ -56,6 +56,14 @@ class TaskImport:
         return asdict(self)
 
 
+class NothingImported(DataError):
+    """No clip could be imported; ``skipped`` holds every problem (the CLI lists them)."""
+
+    def __init__(self, message: str, skipped: list[FileReport]):
+        super().__init__(message)
+        self.skipped = skipped
+
+
 def fold_id(k: int) -> str:
     """Our fold id for the 1-based fold number ``k`` (``fold1`` …)."""
     return f"fold{k}"
@@ -155,7 +163,8 @@ class TaskWriter:
         multilabel, description, extra keys); DataError when no clip was kept."""
         rep = self.report
         if not self.rows:
-            raise DataError(f"{rep.name}: nothing could be imported ({len(rep.skipped)} problems)")
+            msg = f"{rep.name}: nothing could be imported ({len(rep.skipped)} problems)"
+            raise NothingImported(msg, rep.skipped)
         if meta["domain"] not in DOMAINS or meta["metric"] not in METRICS:
             raise DataError(f"{rep.name}: domain/metric {meta['domain']}/{meta['metric']} unknown")
         rep.n_kept = len(self.rows)
