@@ -23,6 +23,7 @@ nothing could be imported.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import shutil
@@ -435,3 +436,41 @@ def test_tensorboard_absent_is_one_info_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "tensorboard not installed" in err
     assert not (tmp_path / "tb").exists()
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def test_sweep_with_a_named_weighted_suite_writes_curves(tmp_path):
+    """``eval.suite`` in a sweep: the stored suite scores name the suite and its weights;
+    every run folder holds TensorBoard curves, checkpoints' RankMe and held-out loss too."""
+    from sweep_helpers import make_corpus, tiny_spec
+
+    from audioscale.data.suitefile import add_task
+    from audioscale.sweep.store import Store
+    from audioscale.sweep.study import run_sweep
+
+    root = make_corpus(tmp_path / "c", n_train=8, n_heldout=4, per_class=4)
+    suite = tmp_path / "mine.yaml"
+    add_task(suite, root / "tasks" / "tone", 3)
+    add_task(suite, root / "tasks" / "noise")
+    spec = tiny_spec(root, axes={"steps": [4]},
+                     baselines={"random_init": False, "logmel_stats": False})  # fmt: skip
+    spec["base"]["eval"] = {"suite": str(suite), "rankme_samples": 64}
+    run_sweep(spec, tmp_path / "study", workers=1, progress=False)
+    with Store(tmp_path / "study" / "study.db") as store:
+        (row,) = store.results()
+    assert row["suite_name"] == "mine" and row["suite_weights"] == "mine: tone=3, noise=1"
+    probes = {p["task"]: p["score"] for p in json.loads(
+        next((tmp_path / "study" / "runs").glob("*/eval/probes.json")).read_text()
+    )["value"][0] if p["protocol"] == "linear"}  # fmt: skip
+    assert row["suite_weighted"] == pytest.approx((3 * probes["tone"] + probes["noise"]) / 4)
+    if importlib.util.find_spec("tensorboard") is None:
+        return
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(next((tmp_path / "study" / "runs").iterdir()) / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "eval/rankme", "eval/heldout_loss"} <= tags
+    assert [e.step for e in acc.Scalars("eval/rankme")] == [1, 2, 4]
