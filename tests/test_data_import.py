@@ -228,6 +228,12 @@ def test_import_hear_folds_reports_each_problem_and_probes(tmp_path, clips, run,
     assert set(task.splits) == {"fold1", "fold2", "fold3"} and task.metric == "accuracy"
     assert yaml.safe_load(suite.read_text())["tasks"][0]["weight"] == 1
     _assert_probed(probe(run, [tmp_path / "t"]), "digits", 9)
+    from audioscale.data.check import check_path
+    from audioscale.data.import_pool import import_pool
+
+    checked = check_path(tmp_path / "t")  # what `data check` says of the imported task
+    assert checked.errors == [] and checked.summary["bad"] == 0
+    assert import_pool([tmp_path / "t"], tmp_path / "p").n_kept == 9  # a task as a pool
 
 
 def test_import_hear_multilabel_trainvaltest_uses_map(tmp_path, clips, run):

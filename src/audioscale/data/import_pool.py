@@ -31,6 +31,7 @@ import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
 from audioscale.audio.io import (
@@ -157,7 +158,8 @@ def _run_parallel(fn, jobs: list, workers: int, label: str, progress: bool):
             results = map(fn, jobs)
             pool = None
         else:
-            pool = ProcessPoolExecutor(max_workers=workers)
+            # spawn: a forked child of a process that has started torch's thread pools can hang
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
             results = pool.map(fn, jobs, chunksize=CHUNK)
         try:
             for r in results:
