@@ -311,6 +311,18 @@ def test_import_xares_reads_the_wheels_config_and_probes(tmp_path, clips, run, c
     _assert_probed(probe(run, [tmp_path / "t"]), "xares-esc50", 15)
 
 
+def test_import_xares_truncated_shard_is_one_problem(tmp_path, clips):
+    from audioscale.data.import_xares import import_xares
+
+    src = xares_esc50(tmp_path / "esc50", clips, bad=False)
+    shard = src / "wds-audio-fold-5-000000.tar"
+    shard.write_bytes(shard.read_bytes()[:3000])  # cut inside its first sample
+    rep = import_xares("esc50", src, tmp_path / "t")
+    assert rep.n_kept == 12
+    (p,) = rep.skipped
+    assert p.path == shard.name and p.kind == "corrupt" and "cannot be read" in p.reason
+
+
 def test_import_xares_unsupported_task_is_one_line(tmp_path, capsys):
     (tmp_path / "d").mkdir()
     code, _, err = run_cli(["data", "import-xares", "desed", "--from", str(tmp_path / "d")],

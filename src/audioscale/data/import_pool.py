@@ -103,7 +103,11 @@ def _entry(member: str, rep: FileReport) -> dict:
 def scan_file(args: tuple[str, float]) -> dict:
     """Check one file, or every audio member of one archive (runs in a worker)."""
     path, limit = args
-    st = os.stat(path)
+    try:
+        st = os.stat(path)
+    except OSError as e:  # gone or unreadable since the walk: never fresh in the cache
+        bad = dict(member="", ok=False, kind="unreadable", reason=str(e.strerror), duration=None)
+        return dict(path=path, size=-1, mtime=-1, entries=[bad])
     out = dict(path=path, size=st.st_size, mtime=st.st_mtime_ns, entries=[])
     if os.path.splitext(path)[1].lower() not in ARCHIVE_EXTENSIONS:
         out["entries"].append(_entry("", check_file(path, limit_seconds=limit)))
@@ -146,7 +150,10 @@ def load_cache(path: Path) -> dict[str, dict]:
 def _fresh(r: dict | None, path: str) -> bool:
     if r is None:
         return False
-    st = os.stat(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
     return r["size"] == st.st_size and r["mtime"] == st.st_mtime_ns
 
 

@@ -42,6 +42,8 @@ from audioscale.data.taskwrite import TaskImport, TaskWriter, fold_id
 from audioscale.errors import DataError
 
 CLIP_METRICS = {"accuracy": "accuracy", "mAP": "mAP"}
+# the audio keys X-ARES's reader accepts (xares/audiowebdataset.py, rename_keys "audio")
+XARES_AUDIO_KEYS = ("flac", "mp3", "sox", "wav", "m4a", "ogg", "wma")
 
 
 def _tasks_dir() -> Path:
@@ -178,8 +180,10 @@ def shard_files(src: Path, pattern: str) -> list[Path]:
 
 def _sample_audio(sample: dict) -> tuple[str, bytes] | None:
     for k, v in sample.items():
-        if not k.startswith("__") and f".{k.lower()}" in AUDIO_EXTENSIONS:
-            return k, v
+        if k.startswith("__"):
+            continue
+        if k.lower() in XARES_AUDIO_KEYS or f".{k.lower()}" in AUDIO_EXTENSIONS:
+            return k, v  # one soundfile cannot read (m4a, wma) fails on decode, with a reason
     return None
 
 
@@ -192,7 +196,9 @@ def _samples(tar: Path, w: TaskWriter):
         for s in ds:
             yield s["__key__"], s
     except Exception as e:  # tarfile / webdataset errors: the rest of this shard is lost
-        w.problem(tar.name, "corrupt", f"tar cannot be read to the end ({type(e).__name__}: {e})")
+        first = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+        why = first.split(" @ ")[0]  # webdataset appends the stream's repr
+        w.problem(tar.name, "corrupt", f"tar cannot be read to the end ({why})")
 
 
 def _import_shard(tar: Path, split: str, cfg, names: dict, w: TaskWriter, tmp: Path) -> None:
