@@ -112,6 +112,11 @@ def _label_files(task_dir: Path, splits: dict[str, str], w: TaskWriter) -> list[
     return files
 
 
+def _is_label(x) -> bool:
+    """A label as HEAR label files hold it: a name, or a number (e.g. a MIDI pitch)."""
+    return isinstance(x, str | int) and not isinstance(x, bool)
+
+
 def import_hear(
     task_dir: str | Path,
     out: str | Path | None = None,
@@ -139,7 +144,7 @@ def import_hear(
             shown = f"{lf.stem}/{fname}"
             if not f.is_file():
                 w.problem(shown, "missing", f"listed in {lf.name} but not under {audio.name}/")
-            elif not isinstance(labs, list) or not all(isinstance(x, str) for x in labs):
+            elif not isinstance(labs, list) or not all(_is_label(x) for x in labs):
                 w.problem(shown, "bad-labels", "labels are not a list of names")
             else:
                 w.add(f, shown, [str(x) for x in labs], splits[lf.stem])
