@@ -77,11 +77,16 @@ def is_heldout(rel: str, fraction: float) -> bool:
     return int(h[:12], 16) / float(1 << 48) < fraction
 
 
-def walk(src: Path) -> tuple[list[Path], int]:
-    """(audio files and archives under ``src``, count of other files)."""
+def walk(src: Path, skip: Path | None = None) -> tuple[list[Path], int]:
+    """(audio files and archives under ``src``, count of other files); the folder ``skip``
+    (the pool's own ``audio/`` when OUT lies inside SRC) is left out."""
     found, ignored = [], 0
+    skip_real = os.path.realpath(skip) if skip else None
     for dirpath, dirnames, filenames in os.walk(src):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not d.startswith(".") and os.path.realpath(os.path.join(dirpath, d)) != skip_real
+        )  # fmt: skip
         for f in sorted(filenames):
             ext = os.path.splitext(f)[1].lower()
             if f.startswith("."):
@@ -281,8 +286,7 @@ def import_pool(
     rep = PoolReport(str(out))
     found = {}
     for s in srcs:
-        files, ignored = walk(s)
-        found[s] = [f for f in files if not f.resolve().is_relative_to(out.resolve() / "audio")]
+        found[s], ignored = walk(s, skip=out / "audio")
         rep.n_ignored += ignored
     every = [f for s in srcs for f in found[s]]
     workers = workers or min(os.cpu_count() or 1, 8)
