@@ -236,6 +236,10 @@ def import_xares(
     src = Path(src)
     if not src.is_dir():
         raise DataError(f"{display_path(src)}: X-ARES shard folder not found")
+    if importlib.util.find_spec("webdataset") is None:
+        raise DataError(
+            "import-xares reads shards with webdataset: pip install 'audioscale[xares]'"
+        )
     cfg = load_config(name)
     metric = check_supported(cfg)
     multilabel = metric == "mAP"
