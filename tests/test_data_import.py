@@ -134,6 +134,12 @@ def test_import_pool_with_nothing_usable_exits_non_zero(tmp_path, capsys):
     code, _, err = run_cli(["data", "import-pool", str(tmp_path / "src"), "--out",
                             str(tmp_path / "out")], capsys)  # fmt: skip
     assert code != 0 and "no usable audio" in err
+    assert "skipped src/x.wav: empty:" in err  # the problems are listed before the error line
+    from audioscale.data.import_pool import walk
+
+    bad: list = []
+    assert walk(tmp_path / "vanished", bad=bad) == ([], 0)  # a folder that cannot be listed
+    assert bad[0].kind == "unreadable" and "vanished" in bad[0].path
 
 
 @pytest.fixture(scope="module")

@@ -77,12 +77,21 @@ def is_heldout(rel: str, fraction: float) -> bool:
     return int(h[:12], 16) / float(1 << 48) < fraction
 
 
-def walk(src: Path, skip: Path | None = None) -> tuple[list[Path], int]:
+def walk(
+    src: Path, skip: Path | None = None, bad: list[FileReport] | None = None
+) -> tuple[list[Path], int]:
     """(audio files and archives under ``src``, count of other files); the folder ``skip``
-    (the pool's own ``audio/`` when OUT lies inside SRC) is left out."""
+    (the pool's own ``audio/`` when OUT lies inside SRC) is left out; a folder that cannot
+    be listed is appended to ``bad``."""
     found, ignored = [], 0
     skip_real = os.path.realpath(skip) if skip else None
-    for dirpath, dirnames, filenames in os.walk(src):
+
+    def unlistable(e: OSError) -> None:
+        if bad is not None:
+            reason = f"folder cannot be listed ({e.strerror})"
+            bad.append(FileReport(display_path(e.filename), False, "unreadable", reason))
+
+    for dirpath, dirnames, filenames in os.walk(src, onerror=unlistable):
         dirnames[:] = sorted(
             d for d in dirnames
             if not d.startswith(".") and os.path.realpath(os.path.join(dirpath, d)) != skip_real
@@ -286,7 +295,7 @@ def import_pool(
     rep = PoolReport(str(out))
     found = {}
     for s in srcs:
-        found[s], ignored = walk(s, skip=out / "audio")
+        found[s], ignored = walk(s, skip=out / "audio", bad=rep.skipped)
         rep.n_ignored += ignored
     every = [f for s in srcs for f in found[s]]
     workers = workers or min(os.cpu_count() or 1, 8)
