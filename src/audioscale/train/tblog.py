@@ -20,8 +20,11 @@ TB_DIR = "tb"
 _warned = False
 
 
-def open_writer(run_dir: str | Path):
-    """A SummaryWriter on ``run_dir/tb``, or None when tensorboard is not installed."""
+def open_writer(run_dir: str | Path, purge_step: int | None = None):
+    """A SummaryWriter on ``run_dir/tb``, or None when tensorboard is not installed.
+
+    ``purge_step``: a resumed run's first step; TensorBoard hides the events an
+    interrupted attempt wrote at or after it (those steps are trained again)."""
     global _warned
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -31,7 +34,7 @@ def open_writer(run_dir: str | Path):
                   file=sys.stderr)  # fmt: skip
             _warned = True
         return None
-    return SummaryWriter(log_dir=str(Path(run_dir) / TB_DIR))
+    return SummaryWriter(log_dir=str(Path(run_dir) / TB_DIR), purge_step=purge_step)
 
 
 def scalars(writer, step: int, values: dict[str, float | None]) -> None:

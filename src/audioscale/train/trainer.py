@@ -218,6 +218,7 @@ def _clear_run(out: Path) -> None:
     for name in ("done.json", "train_state.pt", "metrics.jsonl", "model_card.json", "config.yaml"):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / ckpt.CKPT_DIR, ignore_errors=True)
+    shutil.rmtree(out / tblog.TB_DIR, ignore_errors=True)
 
 
 def _seed_all(seed: int) -> None:
@@ -556,7 +557,8 @@ class _MetricsLog:
     def __init__(self, out: Path, p: TrainPlan, info: ddp.DistInfo, start: int, progress: bool):
         self.p, self.step_log, self.t_log = p, start, time.perf_counter()
         self.f = open(out / "metrics.jsonl", "a") if info.is_main else None
-        self.tb = tblog.open_writer(out) if info.is_main else None  # None without tensorboard
+        purge = start + 1 if start else None  # a resumed run hides the steps it trains again
+        self.tb = tblog.open_writer(out, purge) if info.is_main else None  # None: no tensorboard
         self.bar = progress_bar("pretrain", progress and info.is_main, transient=False, eta=True)
 
     def __enter__(self) -> _MetricsLog:
