@@ -128,6 +128,26 @@ def test_import_pool_rerun_scans_only_new_files_and_keeps_splits(pool, tmp_path,
     assert copied.n_kept == len(rows) == 3 * PER_LABEL + 1
 
 
+def test_import_pool_resumes_after_an_interrupt(pool, tmp_path, monkeypatch):
+    import audioscale.data.import_pool as ip
+
+    real, done = ip.scan_file, []
+
+    def interrupted_after_7(args):
+        if len(done) == 7:
+            raise KeyboardInterrupt
+        done.append(args)
+        return real(args)
+
+    src = pool / "my-audio" / "digits"
+    monkeypatch.setattr(ip, "scan_file", interrupted_after_7)
+    with pytest.raises(KeyboardInterrupt):
+        ip.import_pool([src], tmp_path / "p", workers=1)
+    monkeypatch.setattr(ip, "scan_file", real)
+    rep = ip.import_pool([src], tmp_path / "p", workers=1)
+    assert rep.n_scanned == 3 * PER_LABEL - 7 and rep.n_kept == 3 * PER_LABEL
+
+
 def test_import_pool_with_nothing_usable_exits_non_zero(tmp_path, capsys):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "x.wav").write_bytes(b"")
