@@ -369,7 +369,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 
 def esc50(root: Path, clips) -> Path:
     """ESC-50: meta/esc50.csv + audio/<filename>; one row names a missing file, one an
-    unknown fold."""
+    unknown fold, one repeats the first."""
     rows = []
     for i, lab in enumerate(LABELS):
         for k in range(1, 6):
@@ -380,6 +380,7 @@ def esc50(root: Path, clips) -> Path:
     rows.append(["1-9999-A-0.wav", 1, 0, "digit_1", False, "9999", "A"])  # missing file
     (root / "audio" / "2-8888-A-0.wav").write_bytes(clips["1"][0].read_bytes())
     rows.append(["2-8888-A-0.wav", "x", 0, "digit_1", False, "8888", "A"])  # unknown fold
+    rows.append(rows[0])  # the same file listed twice
     header = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
     _write_csv(root / "meta" / "esc50.csv", header, rows)
     return root
@@ -394,8 +395,10 @@ def test_import_csv_esc50_and_weighted_suite(tmp_path, clips, run, capsys):
                             "--suite", str(suite)], capsys)  # fmt: skip
     assert code == 0, err
     lines = [ln for ln in err.splitlines() if ln.startswith("skipped")]
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert any("row 17: 1-9999-A-0.wav: missing:" in ln for ln in lines)
+    assert any("row 19: 1-1000-A-0.wav: duplicate: file already listed on row 2" in ln
+               for ln in lines)  # fmt: skip
     assert any("row 18: 2-8888-A-0.wav: unknown-split: fold 'x'" in ln for ln in lines)
     task = load_task(tmp_path / "esc")
     assert len(task.rows) == 15 and set(task.splits) == {f"fold{k}" for k in range(1, 6)}

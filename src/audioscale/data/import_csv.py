@@ -16,8 +16,8 @@ A path is looked up as ``DIR/<path>`` first, then by file name anywhere under ``
 0-based column is shifted by one) or ``foldN``; splits are train, valid (val,
 validation) or test. Without a fold or split column the deterministic stratified
 70/10/20 split of :func:`audioscale.data.importer.stratified_split` is used. A row whose
-file is missing, whose fold or split is unknown or whose label is empty is one problem
-line; the good rows are imported.
+file is missing or listed on an earlier row, whose fold or split is unknown or whose
+label is empty is one problem line; the good rows are imported.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def import_csv(
     w = TaskWriter(out, name, "csv", force=force)
     index = _index(audio)
     splits = _splits(rows, fold_col, split_col)
-    good = []
+    good, seen = [], {}
     for lineno, (r, split) in enumerate(zip(rows, splits, strict=True), start=2):
         shown = f"{display_path(meta.name)} row {lineno}: {r[path_col]}"
         f = audio / r[path_col]
@@ -113,7 +113,10 @@ def import_csv(
             w.problem(shown, "unknown-split", f"{col} {r[col]!r} is not a fold or split")
         elif f is None:
             w.problem(shown, "missing", f"no such file under {display_path(audio)}")
+        elif f in seen:
+            w.problem(shown, "duplicate", f"file already listed on row {seen[f]}")
         else:
+            seen[f] = lineno
             good.append((f, r[path_col], r[label_col], split))
     if not fold_col and not split_col:
         by_label: dict[str, list[str]] = {}
