@@ -515,6 +515,12 @@ def test_sweep_with_a_named_weighted_suite_writes_curves(tmp_path):
         next((tmp_path / "study" / "runs").glob("*/eval/probes.json")).read_text()
     )["value"][0] if p["protocol"] == "linear"}  # fmt: skip
     assert row["suite_weighted"] == pytest.approx((3 * probes["tone"] + probes["noise"]) / 4)
+    add_task(suite, root / "tasks" / "tone", 1)  # new weights: the stored score follows
+    run_sweep(spec, tmp_path / "study", workers=1, progress=False)
+    with Store(tmp_path / "study" / "study.db") as store:
+        (again,) = store.results()
+    assert again["suite_weights"] == "mine: noise=1, tone=1"
+    assert again["suite_weighted"] == pytest.approx(again["suite"])
     if importlib.util.find_spec("tensorboard") is None:
         return
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

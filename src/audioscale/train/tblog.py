@@ -17,10 +17,11 @@ import sys
 from pathlib import Path
 
 TB_DIR = "tb"
+EVAL_SUFFIX = ".eval"  # the event file of the checkpoint curves (one per run)
 _warned = False
 
 
-def open_writer(run_dir: str | Path, purge_step: int | None = None):
+def open_writer(run_dir: str | Path, purge_step: int | None = None, suffix: str = ""):
     """A SummaryWriter on ``run_dir/tb``, or None when tensorboard is not installed.
 
     ``purge_step``: a resumed run's first step; TensorBoard hides the events an
@@ -34,7 +35,8 @@ def open_writer(run_dir: str | Path, purge_step: int | None = None):
                   file=sys.stderr)  # fmt: skip
             _warned = True
         return None
-    return SummaryWriter(log_dir=str(Path(run_dir) / TB_DIR), purge_step=purge_step)
+    log_dir = str(Path(run_dir) / TB_DIR)
+    return SummaryWriter(log_dir=log_dir, purge_step=purge_step, filename_suffix=suffix)
 
 
 def scalars(writer, step: int, values: dict[str, float | None]) -> None:
@@ -54,8 +56,11 @@ def close(writer) -> None:
 
 def checkpoint_curves(run_dir: str | Path, points: list[dict]) -> None:
     """``eval/rankme`` and ``eval/heldout_loss`` for each measured checkpoint (``points``:
-    dicts with ``step`` and optional ``rankme`` / ``heldout_loss``)."""
-    writer = open_writer(run_dir)
+    dicts with ``step`` and optional ``rankme`` / ``heldout_loss``), in their own event
+    file (suffix ``.eval``) that replaces the one of an earlier evaluation."""
+    for old in (Path(run_dir) / TB_DIR).glob(f"events.out.tfevents.*{EVAL_SUFFIX}"):
+        old.unlink()
+    writer = open_writer(run_dir, suffix=EVAL_SUFFIX)
     for p in sorted(points, key=lambda p: p["step"]):
         scalars(writer, p["step"], {"eval/rankme": p.get("rankme"),
                                     "eval/heldout_loss": p.get("heldout_loss")})  # fmt: skip
