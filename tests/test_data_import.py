@@ -282,6 +282,17 @@ def test_import_hear_multilabel_trainvaltest_uses_map(tmp_path, clips, run):
     _assert_probed(probe(run, [tmp_path / "t"]), "digits", 3, metric="mAP")
 
 
+def test_import_hear_unreadable_label_file_loses_only_its_fold(tmp_path, clips):
+    from audioscale.data.import_hear import import_hear
+
+    src = hear_task(tmp_path / "hear", clips, bad=False)
+    (src / "fold01.json").write_text('{"1_1.wav": ["1"]')  # cut short
+    rep = import_hear(src, tmp_path / "t")
+    assert rep.n_kept == 6 and [(p.path, p.kind) for p in rep.skipped] == [
+        ("fold01.json", "bad-labels")]  # fmt: skip
+    assert "cannot read" in rep.skipped[0].reason
+
+
 def test_import_hear_event_task_is_one_line(tmp_path, clips, capsys):
     src = hear_task(tmp_path / "hear", clips, bad=False, embedding_type="event")
     code, _, err = run_cli(["data", "import-hear", str(src), "--out", str(tmp_path / "t")], capsys)

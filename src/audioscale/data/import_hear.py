@@ -135,7 +135,11 @@ def import_hear(
     audio = audio_root(task_dir, meta)
     w = TaskWriter(out or Path("tasks") / name, name, "hear", read_vocabulary(task_dir), force)
     for lf in _label_files(task_dir, splits, w):
-        labels = _json(lf)
+        try:
+            labels = _json(lf)
+        except DataError as e:  # an unreadable label file loses its split, not the task
+            w.problem(lf.name, "bad-labels", str(e).split(": ", 1)[-1])
+            continue
         if not isinstance(labels, dict):
             w.problem(lf.name, "bad-labels", "not a JSON object of file name → labels")
             continue
