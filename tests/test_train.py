@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -210,6 +211,14 @@ def test_resume_reproduces_the_uninterrupted_curve(pool, tmp_path, monkeypatch):
     assert [s for s, _ in a] == [s for s, _ in b] == list(range(2, 25, 2))
     for (_, la), (_, lb) in zip(a, b, strict=True):
         assert lb == pytest.approx(la, rel=1e-6, abs=1e-7)
+    if importlib.util.find_spec("tensorboard") is not None:  # the TensorBoard curve too:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(tmp_path / "resumed" / "tb"))  # steps 14, 16 of the
+        acc.Reload()  # interrupted attempt are hidden, trained again after step 12
+        tb = [(e.step, e.value) for e in acc.Scalars("train/loss")]
+        assert [s for s, _ in tb] == list(range(2, 25, 2))
+        assert [v for _, v in tb] == pytest.approx([lb for _, lb in b], rel=1e-6)
     assert resumed.final_loss == pytest.approx(full.final_loss, rel=1e-6)
     assert resumed.heldout_loss == pytest.approx(full.heldout_loss, rel=1e-6)
     wa = load_mae(tmp_path / "full")[0].state_dict()

@@ -181,6 +181,7 @@ class EvalConfig(Strict):
     identity (RunConfig.run_hash); a change re-evaluates finished runs (sweep.run.eval_key)."""
 
     tasks: list[str] = Field(default_factory=list)  # task folders
+    suite: str | None = None  # a suite file (data.suitefile): more tasks, and their weights
     rankme_pool: str | None = None  # unlabeled pool manifest; None = the data pool's heldout split
     rankme_samples: int = Field(25600, gt=0)
     rankme_level: Literal["clip", "frame"] = "clip"

@@ -19,6 +19,7 @@ from audioscale.cli.app import app, data_app  # noqa: F401  (re-exported for tes
 COMMAND_MODULES = [
     "data",
     "data_demo",
+    "data_import",
     "pretrain",
     "tune",
     "rankme",

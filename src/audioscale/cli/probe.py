@@ -42,7 +42,12 @@ def _print_tables(out: dict) -> None:
         s.add_column(p, justify="right")
     s.add_row("mean of tasks", *(_fmt(out["suite_by_protocol"][p]) for p in protocols))
     weighted = out["suite_weighted_by_protocol"]
-    s.add_row("test-size weighted", *(_fmt(weighted[p]) for p in protocols))
+    how = (
+        f"weighted ({out['suite_name']})"
+        if out["suite_weighting"] == "suite"
+        else "test-size weighted"
+    )
+    s.add_row(how, *(_fmt(weighted[p]) for p in protocols))
     domains = sorted({d for p in protocols for d in out["domains_by_protocol"][p]})
     for d in domains:
         s.add_row(f"domain {d}", *(_fmt(out["domains_by_protocol"][p].get(d)) for p in protocols))
@@ -60,7 +65,12 @@ def probe_cmd(
         help=model_help("Run folder, random:<preset>, logmel-stats or hf:<local dir>."),
     ),
     task: list[Path] = typer.Option(
-        ..., "--task", help="Task folder (repeatable); a folder of task folders expands."
+        [], "--task", help="Task folder (repeatable); a folder of task folders expands."
+    ),
+    suite: Path | None = typer.Option(
+        None,
+        "--suite",
+        help="Suite file (YAML: task folders with weights); with or instead of --task.",
     ),
     protocol: str = typer.Option("both", "--protocol", help="linear, knn or both."),
     features: str = typer.Option(
@@ -89,6 +99,8 @@ def probe_cmd(
         raise ConfigError("--protocol", f"{protocol!r} is not linear, knn or both")
     if features not in FEATURES:
         raise ConfigError("--features", f"{features!r} is not one of {', '.join(FEATURES)}")
+    if not task and suite is None:
+        raise ConfigError("--task", "give --task or --suite")
     enc = get_encoder(model)
     assert_ok(enc)
     try:
@@ -98,6 +110,7 @@ def probe_cmd(
     res = evaluate(
         enc,
         task,
+        suite=suite,
         protocols=choices[protocol],
         cache_dir=None if no_cache else cache,
         device=device,

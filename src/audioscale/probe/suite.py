@@ -19,7 +19,9 @@ above ``raw`` for every encoder (README, "Probes"). ``raw`` probes the embedding
 they are.
 
 Aggregates (primary protocol = linear when run, else the first one): ``suite`` = mean
-of task scores; ``suite_weighted`` = mean weighted by ``n_test``; ``domains`` = mean per
+of task scores; ``suite_weighted`` = mean weighted by the suite file's weights when the
+tasks come from one (``weights``, named ``suite_name``; :mod:`audioscale.data.suitefile`),
+else by ``n_test``; ``domains`` = mean per
 domain (speech, music, environment) of the tasks present; each also per protocol.
 """
 
@@ -52,6 +54,8 @@ class SuiteResult:
     encoder: dict = field(default_factory=dict)
     skipped: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> path -> reason
     wall_s: float = 0.0
+    suite_name: str = ""  # the suite file's name, "" for a plain list of task folders
+    weights: dict[str, float] = field(default_factory=dict)  # task -> suite-file weight
 
     @property
     def primary(self) -> str:
@@ -68,10 +72,23 @@ class SuiteResult:
         s = self._scores(protocol)
         return float(np.mean([x for _, x, _ in s])) if s else float("nan")
 
+    def weight_of(self, task: str, n_test: int) -> float:
+        """The weight of ``task`` in ``suite_weighted``: the suite file's, else ``n_test``."""
+        return self.weights.get(task, 1.0) if self.weights else float(n_test)
+
     def weighted_for(self, protocol: str) -> float:
-        s = self._scores(protocol)
-        n = sum(w for _, _, w in s)
-        return float(sum(x * w for _, x, w in s) / n) if n else float("nan")
+        s = [(x, self.weight_of(t, n)) for t, x, n in self._scores(protocol)]
+        n = sum(w for _, w in s)
+        return float(sum(x * w for x, w in s) / n) if n else float("nan")
+
+    def weights_used(self) -> dict[str, float]:
+        """Task → the weight ``suite_weighted`` gives it (primary protocol)."""
+        return {t: self.weight_of(t, n) for t, _, n in self._scores(self.primary)}
+
+    def weights_label(self) -> str:
+        """``"<suite>: task=w, ..."`` (or ``"n_test: ..."``): what names a stored score."""
+        what = self.suite_name if self.weights else "n_test"
+        return f"{what}: " + ", ".join(f"{t}={w:g}" for t, w in self.weights_used().items())
 
     def domains_for(self, protocol: str) -> dict[str, float]:
         out: dict[str, list[float]] = {}
@@ -107,6 +124,9 @@ class SuiteResult:
                 "suite": self.suite,
                 "suite_by_protocol": {p: self.suite_for(p) for p in self.protocols},
                 "suite_weighted": self.suite_weighted,
+                "suite_name": self.suite_name,
+                "suite_weighting": "suite" if self.weights else "n_test",
+                "suite_weights": self.weights_used(),
                 "suite_weighted_by_protocol": {p: self.weighted_for(p) for p in self.protocols},
                 "domains": self.domains,
                 "domains_by_protocol": {p: self.domains_for(p) for p in self.protocols},
@@ -328,14 +348,21 @@ def evaluate(
     linear_kw: dict | None = None,
     knn_kw: dict | None = None,
     features: str = "standardised",
+    suite: str | Path | None = None,
 ) -> SuiteResult:
-    """Extract (or read cached) clip embeddings for every task, then probe them."""
+    """Extract (or read cached) clip embeddings for every task, then probe them.
+
+    ``suite``: a suite file (:mod:`audioscale.data.suitefile`) whose tasks are added to
+    ``task_dirs`` and whose weights make ``suite_weighted``."""
     from audioscale.data.manifest import load_task
+    from audioscale.data.suitefile import load_suite
     from audioscale.embed.extract import extract
 
     t0 = time.perf_counter()
     protocols = _check_protocols(protocols)
-    tasks = [load_task(d) for d in expand_task_dirs(task_dirs)]
+    named = load_suite(suite) if suite is not None else None
+    dirs = expand_task_dirs(task_dirs) + [Path(d) for d in (named.task_dirs if named else [])]
+    tasks = [load_task(d) for d in dict.fromkeys(dirs)]
     embs, oks, skipped = [], [], {}
     for task in tasks:
         ex = extract(
@@ -355,6 +382,8 @@ def evaluate(
     res = evaluate_embeddings(
         encoder.name, tasks, embs, oks, protocols, linear_kw, knn_kw, features
     )
+    if named is not None:
+        res.suite_name, res.weights = named.name, named.weights_by_name()
     res.encoder = encoder.describe()
     res.encoder["layer"] = layer
     res.skipped = skipped

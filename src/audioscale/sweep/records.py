@@ -187,7 +187,10 @@ class SuiteSummary(Record):
     suite: float | None = column("mean probe score over tasks and protocols", report=17)
     suite_linear: float | None = column("mean linear-probe score")
     suite_knn: float | None = column("mean kNN-probe score")
-    suite_weighted: float | None = column("suite weighted by task size")
+    suite_weighted: float | None = column("suite weighted by the suite file's weights, "
+                                          "else by task test size")  # fmt: skip
+    suite_name: str | None = column("the eval.suite file's name (none: eval.tasks only)")
+    suite_weights: str | None = column("the weight of each task in suite_weighted")
     domain_speech: float | None = column("mean score of the speech tasks", report=18)
     domain_music: float | None = column("mean score of the music tasks", report=19)
     domain_environment: float | None = column("mean score of the environment tasks",

@@ -115,6 +115,8 @@ class EvalContext:
     cache_dir: str | None = None  # embedding (and log-mel) cache shared by the study's runs
     device: str = "auto"  # extraction device: the worker's GPU when it has one
     batch_size: int = 32
+    suite_name: str = ""  # eval.suite: the suite file's name ("" without one)
+    suite_weights: dict[str, float] = field(default_factory=dict)  # task name -> weight
 
 
 # --------------------------------------------------------------------------- eval pool
@@ -144,6 +146,7 @@ def build_eval_context(
     """The eval pool of a study: ``split`` rows of ``pool`` (default: base data.pool) plus
     all clips of the base config's tasks; seeded subsample when above the N cap."""
     from audioscale.data.manifest import load_pool, load_task
+    from audioscale.data.suitefile import load_suite
 
     ev = base.eval
     pool_path = pool or ev.rankme_pool or base.data.pool
@@ -151,6 +154,9 @@ def build_eval_context(
         raise ConfigError("data.pool", f"{pool_path} not found (eval pool)")
     rows = [_plain(r) for r in load_pool(pool_path) if r.get("split") == split]
     tasks = task_folders(ev.tasks)
+    suite = load_suite(ev.suite) if ev.suite else None
+    if suite is not None:
+        tasks = list(dict.fromkeys(tasks + suite.task_dirs))
     if include_tasks:
         for t in tasks:
             rows += [_plain(r) | {"source": f"task:{Path(t).name}"} for r in load_task(t).rows]
@@ -174,6 +180,8 @@ def build_eval_context(
         protocols=list(ev.protocols),
         probe_features=ev.probe_features,
         cache_dir=str(cache_dir) if cache_dir else None,
+        suite_name=suite.name if suite else "",
+        suite_weights=suite.weights_by_name() if suite else {},
     )
 
 
@@ -316,6 +324,7 @@ def probe_rows(name: str, tasks: dict[str, tuple[Any, Any]], ctx: EvalContext):
         name, [t for t, _ in pairs], [ex.emb for _, ex in pairs], [ex.ok for _, ex in pairs],
         protocols=ctx.protocols, features=ctx.probe_features,
     )  # fmt: skip
+    res.suite_name, res.weights = ctx.suite_name, dict(ctx.suite_weights)
     rows = []
     for task_name, by_proto in res.tasks.items():
         for proto, r in by_proto.items():
@@ -325,6 +334,7 @@ def probe_rows(name: str, tasks: dict[str, tuple[Any, Any]], ctx: EvalContext):
                 domain=res.domains_of.get(task_name), settings=r.get("settings", {}),
             ).to_dict())  # fmt: skip
     flat = {k: finite_or_none(v) for k, v in res.flat().items() if not k.startswith("task.")}
+    flat.update(suite_name=res.suite_name or None, suite_weights=res.weights_label())
     return rows, SuiteSummary.build(**flat)
 
 
@@ -411,6 +421,7 @@ def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress:
     """Pretrain (resuming), measure every checkpoint, probe the final one; return the result
     dict that ``Store.record`` takes (``run_id`` is filled in by ``run_job``)."""
     from audioscale.embed.ours import RunEncoder
+    from audioscale.train import tblog
     from audioscale.train.trainer import pretrain
 
     run_dir = Path(run_dir)
@@ -434,6 +445,8 @@ def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress:
     final = next((s for s in spectral if s["is_final"]), None)
     if final is None:
         raise AudioscaleError(f"{run_dir}: pretraining left no final checkpoint")
+    held = {c["step"]: c["heldout_loss"] for c in checkpoints(run_dir)}
+    tblog.checkpoint_curves(run_dir, [s | {"heldout_loss": held.get(s["step"])} for s in spectral])
     rows = run_train_rows(cfg)
     extra = {k: final[k] for k in ("checkpoint", "step", "fraction", "is_final", "loss")}
     sl = {}
@@ -737,7 +750,8 @@ def eval_key(ctx: EvalContext) -> str:
         {"version": EVAL_VERSION, "pool": ctx.pool_name, "level": ctx.level,
          "layer": ctx.layer, "centred": ctx.centred, "seed": ctx.seed,
          "tasks": list(ctx.task_dirs), "protocols": list(ctx.protocols),
-         "probe_features": ctx.probe_features},
+         "probe_features": ctx.probe_features}
+        | ({"suite": [ctx.suite_name, ctx.suite_weights]} if ctx.suite_weights else {}),
         16,
     )  # fmt: skip
 

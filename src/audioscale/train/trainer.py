@@ -84,7 +84,7 @@ from audioscale.data.corpus import ClipDataset, fixed_clips, make_loader
 from audioscale.data.featcache import FeatureCache
 from audioscale.errors import ConfigError, DataError
 from audioscale.train import checkpoint as ckpt
-from audioscale.train import ddp, recipe
+from audioscale.train import ddp, recipe, tblog
 from audioscale.train.schedule import Schedule
 from audioscale.utils import atomic_save_json, atomic_write_text, progress_bar, resolve_device
 
@@ -219,6 +219,7 @@ def _clear_run(out: Path) -> None:
     for name in ("done.json", "train_state.pt", "metrics.jsonl", "model_card.json", "config.yaml"):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / ckpt.CKPT_DIR, ignore_errors=True)
+    shutil.rmtree(out / tblog.TB_DIR, ignore_errors=True)
 
 
 def _seed_all(seed: int) -> None:
@@ -557,6 +558,8 @@ class _MetricsLog:
     def __init__(self, out: Path, p: TrainPlan, info: ddp.DistInfo, start: int, progress: bool):
         self.p, self.step_log, self.t_log = p, start, time.perf_counter()
         self.f = open(out / "metrics.jsonl", "a") if info.is_main else None
+        purge = start + 1 if start else None  # a resumed run hides the steps it trains again
+        self.tb = tblog.open_writer(out, purge) if info.is_main else None  # None: no tensorboard
         self.bar = progress_bar("pretrain", progress and info.is_main, transient=False, eta=True)
 
     def __enter__(self) -> _MetricsLog:
@@ -567,6 +570,7 @@ class _MetricsLog:
     def __exit__(self, *exc) -> None:
         if self.f:
             self.f.close()
+        tblog.close(self.tb)
         self.bar.__exit__(*exc)
 
     def advance(self) -> None:
@@ -583,6 +587,8 @@ class _MetricsLog:
             faults.point(self.f.name)  # one write of the fault-injection seam
             self.f.write(json.dumps(row) + "\n")
             self.f.flush()
+        tblog.scalars(self.tb, done, {"train/loss": loss, "train/lr": lr,
+                                      "train/examples_per_s": rate})  # fmt: skip
         self.bar.update(self.task, description=f"loss {loss:.4f}  {rate:,.0f} ex/s")
         self.t_log, self.step_log = now, done
 
