@@ -371,3 +371,36 @@ def test_other_errors_are_not_storage_faults():
 
     assert storage_error(ValueError("x")) is None
     assert storage_error(sqlite3.OperationalError("no such table: runs")) is None
+
+
+# --------------------------------------------------------------------- review fixes
+
+
+@pytest.mark.parametrize("fails", ["atomic_save_json", "atomic_write_bytes"])
+def test_a_fault_between_the_training_state_and_its_digest_keeps_a_good_state(
+    tmp_path, monkeypatch, fails
+):
+    """train_state.pt and train_state.json are two writes: a fault (or a kill) between
+    them must leave a state that resumes, never one rejected as corrupt (which made the
+    sweep train the run again from step 0)."""
+    import torch
+
+    from audioscale.errors import CorruptArtefactError
+    from audioscale.train import checkpoint as ck
+
+    ck.save_state(tmp_path, {"step": 2, "w": torch.zeros(64)})
+    real = getattr(ck, fails)
+
+    def full(path, *a, **k):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(ck, fails, full)
+    with pytest.raises(OSError):
+        ck.save_state(tmp_path, {"step": 4, "w": torch.ones(64)})
+    monkeypatch.setattr(ck, fails, real)
+    assert ck.load_state(tmp_path)["step"] == 2
+    ck.save_state(tmp_path, {"step": 6, "w": torch.ones(64)})  # and the next save is checked
+    assert ck.load_state(tmp_path)["step"] == 6
+    _flip(tmp_path / ck.STATE_FILE)  # a corrupt state is still caught
+    with pytest.raises(CorruptArtefactError):
+        ck.load_state(tmp_path)
