@@ -404,3 +404,30 @@ def test_a_fault_between_the_training_state_and_its_digest_keeps_a_good_state(
     _flip(tmp_path / ck.STATE_FILE)  # a corrupt state is still caught
     with pytest.raises(CorruptArtefactError):
         ck.load_state(tmp_path)
+
+
+def test_an_unchanged_artefact_is_hashed_once_per_process(tmp_path, monkeypatch):
+    """verify() is on hot paths (each run of a sweep worker opens the training feature
+    cache, GBs, three times): an unchanged file is hashed once per process, and a changed
+    one (new bytes, even of the same size) is hashed again and caught."""
+    from audioscale import utils
+    from audioscale.errors import CorruptArtefactError
+
+    path = tmp_path / "shard.f16"
+    path.write_bytes(os.urandom(1 << 16))
+    expected = utils.digest(path)
+    old = time.time() - 60
+    os.utime(path, (old, old))  # not "racy": written a minute ago
+    hashed = []
+    real = utils.digest
+    monkeypatch.setattr(utils, "digest", lambda p, *a: hashed.append(p) or real(p, *a))
+    for _ in range(3):
+        utils.verify(path, expected, "feature cache shard")
+    assert len(hashed) == 1
+    _flip(path)
+    with pytest.raises(CorruptArtefactError, match="sha256"):
+        utils.verify(path, expected, "feature cache shard")
+    _flip(path)  # flipped back: intact again, but just written, so hashed every time
+    utils.verify(path, expected, "feature cache shard")
+    utils.verify(path, expected, "feature cache shard")
+    assert len(hashed) == 4
