@@ -431,3 +431,20 @@ def test_an_unchanged_artefact_is_hashed_once_per_process(tmp_path, monkeypatch)
     utils.verify(path, expected, "feature cache shard")
     utils.verify(path, expected, "feature cache shard")
     assert len(hashed) == 4
+
+
+def test_a_corrupt_study_db_is_one_line_and_the_advice_recovers(clean, tmp_path, capsys):
+    """A study.db that is not a database (a bad disk, a stray copy) was a traceback."""
+    study = copy_study(clean.study, tmp_path / "study")
+    for p in study.glob("study.db*"):
+        p.unlink()
+    (study / "study.db").write_bytes(random.Random(0).randbytes(8192))
+    spec = write_spec(clean.corpus, study)
+    for args in (sweep_args(spec, study), ["status", str(study)]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"{study}/study.db: corrupt database" in err and "move it aside" in err
+    (study / "study.db").rename(study / "study.db.corrupt")  # what the line says to do
+    assert main(sweep_args(spec, study)) == 0
+    assert outcome(study) == clean.outcome
