@@ -448,3 +448,23 @@ def test_a_corrupt_study_db_is_one_line_and_the_advice_recovers(clean, tmp_path,
     (study / "study.db").rename(study / "study.db.corrupt")  # what the line says to do
     assert main(sweep_args(spec, study)) == 0
     assert outcome(study) == clean.outcome
+
+
+def test_a_worker_interrupted_while_it_starts_ignores_it():
+    """A Ctrl-C reaches the whole process group, the workers included; one that came
+    while a worker was still importing (before it ignores SIGINT) killed it with a
+    KeyboardInterrupt traceback on the terminal. Its start now holds the signal."""
+    import multiprocessing as mp
+
+    from audioscale.sweep.local import Worker
+
+    w = Worker(mp.get_context("spawn"), print, 1, None)
+    try:
+        os.kill(w.proc.pid, signal.SIGINT)  # long before it has imported anything
+        w.give("job", "run_dir", "ctx")
+        assert w.conn.poll(60)
+        assert w.conn.recv() == ("ok", None)
+    finally:
+        w.stop()
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
