@@ -468,3 +468,19 @@ def test_a_worker_interrupted_while_it_starts_ignores_it():
         w.stop()
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_a_corrupt_feature_cache_is_named_once(clean, tmp_path, capsys):
+    """build() checks the cache before and again under its lock: the corrupt shard was
+    named twice (two lines for one fault)."""
+    from audioscale.config import FrontendConfig
+    from audioscale.data.featcache import FeatureCache
+    from audioscale.data.manifest import load_pool
+
+    rows = load_pool(clean.corpus / "pool" / "manifest.csv")[:4]
+    cache = FeatureCache.build(rows, FrontendConfig(), tmp_path, progress=False)
+    _flip(cache.root / cache.shards[0])
+    capsys.readouterr()
+    FeatureCache.build(rows, FrontendConfig(), tmp_path, progress=False)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "building the feature cache again" in err, err
