@@ -371,3 +371,116 @@ def test_other_errors_are_not_storage_faults():
 
     assert storage_error(ValueError("x")) is None
     assert storage_error(sqlite3.OperationalError("no such table: runs")) is None
+
+
+# --------------------------------------------------------------------- review fixes
+
+
+@pytest.mark.parametrize("fails", ["atomic_save_json", "atomic_write_bytes"])
+def test_a_fault_between_the_training_state_and_its_digest_keeps_a_good_state(
+    tmp_path, monkeypatch, fails
+):
+    """train_state.pt and train_state.json are two writes: a fault (or a kill) between
+    them must leave a state that resumes, never one rejected as corrupt (which made the
+    sweep train the run again from step 0)."""
+    import torch
+
+    from audioscale.errors import CorruptArtefactError
+    from audioscale.train import checkpoint as ck
+
+    ck.save_state(tmp_path, {"step": 2, "w": torch.zeros(64)})
+    real = getattr(ck, fails)
+
+    def full(path, *a, **k):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(ck, fails, full)
+    with pytest.raises(OSError):
+        ck.save_state(tmp_path, {"step": 4, "w": torch.ones(64)})
+    monkeypatch.setattr(ck, fails, real)
+    assert ck.load_state(tmp_path)["step"] == 2
+    ck.save_state(tmp_path, {"step": 6, "w": torch.ones(64)})  # and the next save is checked
+    assert ck.load_state(tmp_path)["step"] == 6
+    _flip(tmp_path / ck.STATE_FILE)  # a corrupt state is still caught
+    with pytest.raises(CorruptArtefactError):
+        ck.load_state(tmp_path)
+
+
+def test_an_unchanged_artefact_is_hashed_once_per_process(tmp_path, monkeypatch):
+    """verify() is on hot paths (each run of a sweep worker opens the training feature
+    cache, GBs, three times): an unchanged file is hashed once per process, and a changed
+    one (new bytes, even of the same size) is hashed again and caught."""
+    from audioscale import utils
+    from audioscale.errors import CorruptArtefactError
+
+    path = tmp_path / "shard.f16"
+    path.write_bytes(os.urandom(1 << 16))
+    expected = utils.digest(path)
+    old = time.time() - 60
+    os.utime(path, (old, old))  # not "racy": written a minute ago
+    hashed = []
+    real = utils.digest
+    monkeypatch.setattr(utils, "digest", lambda p, *a: hashed.append(p) or real(p, *a))
+    for _ in range(3):
+        utils.verify(path, expected, "feature cache shard")
+    assert len(hashed) == 1
+    _flip(path)
+    with pytest.raises(CorruptArtefactError, match="sha256"):
+        utils.verify(path, expected, "feature cache shard")
+    _flip(path)  # flipped back: intact again, but just written, so hashed every time
+    utils.verify(path, expected, "feature cache shard")
+    utils.verify(path, expected, "feature cache shard")
+    assert len(hashed) == 4
+
+
+def test_a_corrupt_study_db_is_one_line_and_the_advice_recovers(clean, tmp_path, capsys):
+    """A study.db that is not a database (a bad disk, a stray copy) was a traceback."""
+    study = copy_study(clean.study, tmp_path / "study")
+    for p in study.glob("study.db*"):
+        p.unlink()
+    (study / "study.db").write_bytes(random.Random(0).randbytes(8192))
+    spec = write_spec(clean.corpus, study)
+    for args in (sweep_args(spec, study), ["status", str(study)]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"{study}/study.db: corrupt database" in err and "move it aside" in err
+    (study / "study.db").rename(study / "study.db.corrupt")  # what the line says to do
+    assert main(sweep_args(spec, study)) == 0
+    assert outcome(study) == clean.outcome
+
+
+def test_a_worker_interrupted_while_it_starts_ignores_it():
+    """A Ctrl-C reaches the whole process group, the workers included; one that came
+    while a worker was still importing (before it ignores SIGINT) killed it with a
+    KeyboardInterrupt traceback on the terminal. Its start now holds the signal."""
+    import multiprocessing as mp
+
+    from audioscale.sweep.local import Worker
+
+    w = Worker(mp.get_context("spawn"), print, 1, None)
+    try:
+        os.kill(w.proc.pid, signal.SIGINT)  # long before it has imported anything
+        w.give("job", "run_dir", "ctx")
+        assert w.conn.poll(60)
+        assert w.conn.recv() == ("ok", None)
+    finally:
+        w.stop()
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_a_corrupt_feature_cache_is_named_once(clean, tmp_path, capsys):
+    """build() checks the cache before and again under its lock: the corrupt shard was
+    named twice (two lines for one fault)."""
+    from audioscale.config import FrontendConfig
+    from audioscale.data.featcache import FeatureCache
+    from audioscale.data.manifest import load_pool
+
+    rows = load_pool(clean.corpus / "pool" / "manifest.csv")[:4]
+    cache = FeatureCache.build(rows, FrontendConfig(), tmp_path, progress=False)
+    _flip(cache.root / cache.shards[0])
+    capsys.readouterr()
+    FeatureCache.build(rows, FrontendConfig(), tmp_path, progress=False)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "building the feature cache again" in err, err

@@ -90,6 +90,16 @@ def storage_error(exc: BaseException, path: str | None = None) -> StorageError |
 
     if isinstance(exc, StorageError):
         return exc
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        if "not a database" not in text and "malformed" not in text:
+            return None  # an IntegrityError, ...: a bug, not a fault
+        return StorageError(
+            path or "study.db",
+            f"corrupt database ({exc})",
+            "move it aside (with its -wal and -shm files) and rerun the same command: "
+            "finished runs are recorded again from their run folders",
+        )
     if isinstance(exc, sqlite3.OperationalError):
         text = str(exc).lower()
         name = next((v for k, v in _SQLITE_FAULTS.items() if k in text), None)

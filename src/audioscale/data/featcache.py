@@ -214,7 +214,7 @@ def _locked(path: Path):
                 pass
 
 
-def _is_valid(root: Path, key: str) -> bool:
+def _is_valid(root: Path, key: str, report: bool = True) -> bool:
     """Whether ``root`` holds the finished cache of ``key`` with every shard as written
     (size and sha256 of the index's ``digests``); a corrupt one is named on stderr and
     the caller builds it again."""
@@ -228,9 +228,11 @@ def _is_valid(root: Path, key: str) -> bool:
         for name, expected in (index.get("digests") or {}).items():
             verify(root / name, expected, "feature cache shard")
     except CorruptArtefactError as e:
-        print(
-            f"audioscale: {e.path}: {e.reason}; building the feature cache again", file=sys.stderr
-        )
+        if report:
+            print(
+                f"audioscale: {e.path}: {e.reason}; building the feature cache again",
+                file=sys.stderr,
+            )
         return False
     return True
 
@@ -286,7 +288,7 @@ class FeatureCache:
             return cls(root)
         cache_dir.mkdir(parents=True, exist_ok=True)
         with _locked(cache_dir / f".{key}.lock"):
-            if _is_valid(root, key):  # built by another process while we waited
+            if _is_valid(root, key, report=False):  # built by another process meanwhile
                 return cls(root)
             for stale in cache_dir.glob(f".tmp-{key}-*"):  # left by killed builds
                 shutil.rmtree(stale, ignore_errors=True)

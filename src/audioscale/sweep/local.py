@@ -28,8 +28,10 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,27 @@ def _worker_loop(conn: Any, job_fn: JobFn, threads: int, gpu: str | None) -> Non
             conn.send(("failed", fault and (fault.path, fault.reason, fault.advice)))
 
 
+@contextmanager
+def _stop_signals_ignored_by_children() -> Iterator[None]:
+    """Start children with SIGINT and SIGTERM ignored (a disposition that survives fork
+    and exec, and Python then installs no KeyboardInterrupt handler): a Ctrl-C while a
+    worker still imports, before ``_worker_loop`` ignores it, killed it with a traceback
+    on the terminal. This process holds (blocks) them meanwhile and gets them after."""
+    stop = {signal.SIGINT, signal.SIGTERM}
+    outside = any(signal.getsignal(s) is None for s in stop)  # a handler set outside Python
+    if outside or threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread sets handlers (and gets the signals)
+        return
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in stop}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # a held one arrives now
+
+
 class Worker:
     """One worker process and the job it holds."""
 
@@ -89,7 +112,8 @@ class Worker:
         self.conn, child = spawn.Pipe()
         args = (child, job_fn, threads, gpu)
         self.proc = spawn.Process(target=_worker_loop, args=args, daemon=True)
-        self.proc.start()
+        with _stop_signals_ignored_by_children():
+            self.proc.start()
         child.close()
         self.job: Any = None
         self.t0 = 0.0

@@ -112,7 +112,7 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA busy_timeout=60000")
-        except (sqlite3.OperationalError, OSError) as e:
+        except (sqlite3.DatabaseError, OSError) as e:
             self._raise_fault(e)
         with self.tx():
             for statement in SCHEMA.split(";"):
@@ -150,7 +150,7 @@ class Store:
             except BaseException:
                 self._rollback()
                 raise
-        except (sqlite3.OperationalError, OSError) as e:
+        except (sqlite3.DatabaseError, OSError) as e:
             self._raise_fault(e)
 
     def _raise_fault(self, e: BaseException) -> None:

@@ -14,8 +14,9 @@
   only when its sidecar is.
 - ``train_state.pt``: everything a resume needs (weights, optimizer state, step, loss
   window, RNG states) as plain tensors, numbers, lists and dicts, so that
-  ``torch.load(weights_only=True)`` reads it; written atomically, then its size and
-  sha256 to ``train_state.json`` (checked on resume).
+  ``torch.load(weights_only=True)`` reads it; written atomically after its size and
+  sha256 in ``train_state.json`` (checked on resume; the json also keeps the digests of
+  the state it replaces, so a fault between the two writes leaves an accepted state).
 """
 
 from __future__ import annotations
@@ -138,13 +139,36 @@ load_encoder = load_mae  # the name ARCHITECTURE.md used first
 
 
 def save_state(run_dir: str | Path, state: dict) -> None:
-    """Write ``train_state.pt`` atomically (plain containers and tensors only), then its
-    size and sha256 to ``train_state.json``."""
+    """Write ``train_state.pt`` atomically (plain containers and tensors only), its size
+    and sha256 to ``train_state.json`` first, with the digests of the state it replaces
+    (``previous``): a fault or a kill between the two writes leaves the old, intact
+    state, which ``load_state`` then accepts (it is never taken for a corrupt one)."""
     buf = io.BytesIO()
     torch.save(state, buf)
     data = buf.getvalue()
-    atomic_write_bytes(Path(run_dir) / STATE_FILE, data)
-    atomic_save_json(Path(run_dir) / STATE_DIGEST, bytes_digest(data))
+    run_dir = Path(run_dir)
+    previous = []
+    if (run_dir / STATE_FILE).is_file():
+        old = _state_digests(run_dir)
+        if not old:  # a state without its digest (written before digests): hash it once
+            try:
+                old = [digest(run_dir / STATE_FILE)]
+            except OSError:
+                old = []
+        previous = old[:2]
+    atomic_save_json(run_dir / STATE_DIGEST, {**bytes_digest(data), "previous": previous})
+    atomic_write_bytes(run_dir / STATE_FILE, data)
+
+
+def _state_digests(run_dir: Path) -> list[dict]:
+    """The digests ``train_state.json`` accepts: the state last written, then the ones
+    it replaced (in case the last write never landed); [] when there is none."""
+    try:
+        side = json.loads((run_dir / STATE_DIGEST).read_text(encoding="utf-8"))
+        out = [{"size": side["size"], "sha256": side["sha256"]}]
+        return out + [d for d in side.get("previous") or [] if isinstance(d, dict)]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def load_state(run_dir: str | Path, device: str | torch.device = "cpu") -> dict | None:
@@ -153,16 +177,25 @@ def load_state(run_dir: str | Path, device: str | torch.device = "cpu") -> dict 
     path = Path(run_dir) / STATE_FILE
     if not path.is_file():
         return None
+    accepted = _state_digests(Path(run_dir))
     try:
-        expected = json.loads((Path(run_dir) / STATE_DIGEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        expected = None
-    verify(path, expected, "training state", redo(run_dir))
+        verify(path, accepted[0] if accepted else None, "training state", redo(run_dir))
+    except CorruptArtefactError:  # a fault between the two writes: the previous state?
+        if not any(_is_digest(path, d) for d in accepted[1:]):
+            raise
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except (OSError, RuntimeError, ValueError, EOFError) as e:
         reason = f"training state unreadable ({' '.join(str(e).split())[:120]})"
         raise CorruptArtefactError(path, reason, redo(run_dir)) from e
+
+
+def _is_digest(path: Path, expected: dict) -> bool:
+    try:
+        verify(path, expected, "training state")
+    except CorruptArtefactError:
+        return False
+    return True
 
 
 def bytes_digest(data: bytes) -> dict:
