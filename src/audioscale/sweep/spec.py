@@ -72,7 +72,6 @@ SHORTHANDS = {
     "lr": "train.lr",
 }
 
-KINDS = ("trained", "random-init", "baseline", "external", "verify")
 # kinds that are pretrained (a verification run is trained like any run, and kept out of
 # the fits so that it tests them: scaling.verify)
 TRAINED_KINDS = ("trained", "verify")

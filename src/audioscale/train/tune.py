@@ -31,7 +31,7 @@ intermediate checkpoints (``checkpoint_fractions = []``: only the final one), an
 run of a size shares ``train.seed``, so all lrs see the same batches and masks and the
 comparison is paired. Warm-up follows the recipe (recipe.warmup_steps) as in a real run.
 
-Sizes are ladder preset names (``atto`` … ``large``, ladder.PRESETS) or custom
+Sizes are ladder preset names (``atto`` … ``large``, ladder.SIZE_PRESETS) or custom
 ``w<width>d<depth>[h<heads>]`` (e.g. ``w48d2h2``; heads default to ``max(1, width //
 32)``, head width 32 as the small rungs; the decoder follows the ladder's rule). The
 other model fields (family, patch, mask ratio, MLP ratio, max_seconds) come from the base
@@ -54,12 +54,12 @@ from pathlib import Path
 
 from audioscale.config import BUDGET_KINDS, ModelConfig, RunConfig, config_hash, validate
 from audioscale.errors import ConfigError, DataError
-from audioscale.models.ladder import PRESETS, resolve
+from audioscale.models.ladder import SIZE_PRESETS, resolve
 from audioscale.train import recipe
 from audioscale.utils import atomic_save_json, nan_to_none
 
 DEFAULT_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
-DEFAULT_STEPS = 100
+TUNE_STEPS = 100  # updates of each short run of the grid (not config.DEFAULT_STEPS)
 TUNE_FILE = "tune.json"
 TUNE_VERSION = 1
 CUSTOM_SIZE = re.compile(r"^w(\d+)d(\d+)(?:h(\d+))?$")
@@ -172,12 +172,12 @@ class TuneResult:
 def size_model(base: ModelConfig, size: str) -> ModelConfig:
     """The base model with the size applied: a ladder preset or ``w<W>d<D>[h<H>]``."""
     arch = {k: None for k in ("width", "depth", "heads") + ARCH_KEYS[6:]}
-    if size in PRESETS:
+    if size in SIZE_PRESETS:
         m = base.model_copy(update={**arch, "preset": size})
     else:
         hit = CUSTOM_SIZE.match(size)
         if not hit:
-            names = ", ".join(PRESETS)
+            names = ", ".join(SIZE_PRESETS)
             raise ConfigError(
                 "sizes", f"{size!r} is neither a preset ({names}) nor w<width>d<depth>[h<heads>]"
             )
@@ -295,7 +295,7 @@ def tune(
     base_cfg: RunConfig,
     sizes: list[str],
     lr_multipliers: list[float] | tuple[float, ...] = DEFAULT_GRID,
-    steps: int = DEFAULT_STEPS,
+    steps: int = TUNE_STEPS,
     out_dir: str | Path = "studies/tune",
     progress: bool = True,
 ) -> TuneResult:
