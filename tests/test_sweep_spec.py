@@ -213,9 +213,9 @@ def test_study_tune_json_sets_the_lr_of_rule_runs_only(tmp_path):
     import json
 
     from audioscale.config import ModelConfig
+    from audioscale.models.arch import model_architecture as arch_of
     from audioscale.sweep.runner import apply_tuned_lr
     from audioscale.sweep.spec import load_sweep
-    from audioscale.train.tune import arch_of
 
     spec = {
         "name": "t",

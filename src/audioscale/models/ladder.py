@@ -35,6 +35,9 @@ def _rung(width: int, depth: int, heads: int, **decoder) -> dict:
     return out
 
 
+# the fields a size sets (a rung of the ladder)
+SIZE_KEYS = ("width", "depth", "heads", "decoder_width", "decoder_depth", "decoder_heads")
+
 # name -> width, depth, heads, decoder_width, decoder_depth, decoder_heads
 SIZE_PRESETS: dict[str, dict] = {
     "atto": _rung(64, 2, 2),

@@ -204,7 +204,7 @@ def apply_tuned_lr(sweep: Sweep, study_dir: Path) -> Sweep:
         cfg = job.config
         lr = None
         if job.kind in TRAINED_KINDS and cfg.train.lr is None:
-            lr = load_tuned_lr(tuned, cfg.model, cfg.train.batch_size)
+            lr = load_tuned_lr(tuned, cfg.model, cfg.train.batch_size, cfg.frontend)
         if lr is not None:
             cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"lr": lr})})
             job = Job(run_id(cfg), job.kind, cfg)

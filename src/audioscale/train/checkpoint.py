@@ -134,7 +134,6 @@ def load_mae(
     return model.to(device).eval(), cfg
 
 
-
 def save_state(run_dir: str | Path, state: dict) -> None:
     """Write ``train_state.pt`` atomically (plain containers and tensors only), then its
     size and sha256 to ``train_state.json``."""
