@@ -31,9 +31,7 @@ from audioscale.scaling.axes import base_values, comparable, varies
 from audioscale.utils import finite_or_none
 
 MARGIN = 0.03
-# a run's architecture: the results column ``arch`` (models.arch.arch_id, the complete
-# key); the named columns pair rows written without it (synthetic rows) as before
-ARCH_KEYS = ("arch", "family", "patch", "width", "depth", "heads")
+ARCH_KEYS = ("family", "patch", "width", "depth", "heads")
 OTHER_AXES = ("data volume", "clip length", "mask ratio", "architecture")
 
 
@@ -45,7 +43,10 @@ def _sort_num(v: object) -> float:
 
 
 def _arch(r: dict) -> tuple:
-    return tuple(comparable(r.get(k)) for k in ARCH_KEYS)
+    """A run's architecture: the results column ``arch`` (``models.arch.arch_id``, the
+    complete key, compared as text), with the ``ARCH_KEYS`` columns, which alone pair rows
+    written without it (synthetic rows)."""
+    return (r.get("arch"), *(comparable(r.get(k)) for k in ARCH_KEYS))
 
 
 def _size(r: dict) -> tuple:
