@@ -95,7 +95,7 @@ def test_interrupt_and_abort_give_exit_codes_not_tracebacks(
 ):
     """Ctrl-C exits 130 and an aborted prompt exits 1 (typer >= 0.29 keeps ``Abort`` out of
     its click copy's exceptions module, and returns the Exit code instead of raising)."""
-    import audioscale.sweep.study as study
+    import audioscale.sweep.runner as study
 
     def boom(*args, **kwargs):
         raise raised

@@ -364,8 +364,8 @@ def test_external_rows_are_reference_rows_never_fitted(tmp_path):
 
     from audioscale.report import build_report
     from audioscale.scaling import FitSettings, fit_results
+    from audioscale.sweep.runner import run_sweep
     from audioscale.sweep.store import Store
-    from audioscale.sweep.study import run_sweep
 
     root = make_corpus(tmp_path / "corpus")
     spec = tiny_spec(root, axes={"steps": [6, 8, 10, 12, 14]},

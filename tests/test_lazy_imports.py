@@ -17,12 +17,13 @@ def test_models_package_imports_without_torch():
     out = _run(
         "import sys\n"
         "import audioscale.models as m\n"
-        "from audioscale.sweep.study import _ladder\n"
+        "import audioscale.sweep.runner\n"
         "from audioscale.config import ModelConfig\n"
-        "lad = _ladder()\n"
+        "from audioscale.models import accounting\n"
         "import audioscale.models.ladder as real\n"
-        "assert lad is real and m.PRESETS is real.PRESETS and m.resolve is real.resolve\n"
-        "lad.resolve(ModelConfig(preset='atto'))\n"
+        "assert m.SIZE_PRESETS is real.SIZE_PRESETS and m.resolve is real.resolve\n"
+        "real.resolve(ModelConfig(preset='atto'))\n"
+        "accounting.train_flops_per_example(ModelConfig(preset='atto'), None, 1.0)\n"
         "print('torch' in sys.modules)\n"
         "m.MAE\n"
         "print('torch' in sys.modules)\n"
@@ -37,7 +38,7 @@ def test_models_unknown_name_is_attribute_error():
 
     with pytest.raises(AttributeError, match="no_such_thing"):
         m.no_such_thing  # noqa: B018
-    assert {"MAE", "PRESETS", "build_mae", "count_params"} <= set(dir(m))
+    assert {"MAE", "SIZE_PRESETS", "build_mae", "count_params"} <= set(dir(m))
 
 
 def test_broken_command_module_is_an_error(monkeypatch):

@@ -7,9 +7,8 @@ import torch
 
 from audioscale.config import FrontendConfig, ModelConfig
 from audioscale.errors import ConfigError
-from audioscale.models import PRESETS, build_mae, resolve
-from audioscale.models.mae import n_visible
-from audioscale.models.patch import geometry, patchify, unpatchify
+from audioscale.models import SIZE_PRESETS, build_mae, resolve
+from audioscale.models.patch import geometry, n_visible, patchify, unpatchify
 from audioscale.models.posemb import sincos_table
 
 torch.set_num_threads(1)
@@ -36,7 +35,7 @@ def test_resolve_fills_every_field_and_explicit_wins():
     cfg = resolve(ModelConfig(preset="pico", depth=7))
     assert (cfg.width, cfg.depth, cfg.heads) == (128, 7, 4)
     for key in ("decoder_width", "decoder_depth", "decoder_heads"):
-        assert getattr(cfg, key) == PRESETS["pico"][key]
+        assert getattr(cfg, key) == SIZE_PRESETS["pico"][key]
     base = resolve(ModelConfig(preset="base"))
     assert (base.width, base.depth, base.heads) == (768, 12, 12)
     assert (base.decoder_width, base.decoder_depth, base.decoder_heads) == (512, 8, 16)
@@ -65,12 +64,12 @@ def test_preset_param_counts_increase():
     from audioscale.models.accounting import count_params
 
     sizes = []
-    for name in list(PRESETS)[:6]:  # atto .. tiny: fast to build
+    for name in list(SIZE_PRESETS)[:6]:  # atto .. tiny: fast to build
         sizes.append(count_params(build_mae(ModelConfig(preset=name)))["encoder_nonembed"])
     assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
     assert 1e5 < sizes[0] < 1e6  # atto: a few hundred thousand parameters
     # the larger rungs, analytically: 12 d^2 per block dominates and must grow
-    n = [PRESETS[k]["depth"] * PRESETS[k]["width"] ** 2 for k in PRESETS]
+    n = [SIZE_PRESETS[k]["depth"] * SIZE_PRESETS[k]["width"] ** 2 for k in SIZE_PRESETS]
     assert n == sorted(n)
 
 

@@ -31,8 +31,8 @@ import yaml
 from sweep_helpers import make_corpus, tiny_spec
 
 from audioscale.errors import AudioscaleError
+from audioscale.sweep.runner import run_sweep
 from audioscale.sweep.store import Store
-from audioscale.sweep.study import run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = [8, 12, 16, 160]  # 4 tiny runs; the 160-step one trains long enough to be killed

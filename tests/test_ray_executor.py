@@ -10,8 +10,8 @@ import sweep_helpers
 from sweep_helpers import lossy_job, make_corpus, tiny_spec
 
 from audioscale.sweep.ray_executor import attempts
+from audioscale.sweep.runner import run_sweep
 from audioscale.sweep.store import Store
-from audioscale.sweep.study import run_sweep
 
 ray = pytest.importorskip("ray")
 

@@ -22,9 +22,9 @@ from audioscale.config import (
     load_config,
 )
 from audioscale.errors import ConfigError
+from audioscale.sweep.runner import job_cost, run_sweep
 from audioscale.sweep.spec import Job, budget_tag, load_sweep
 from audioscale.sweep.store import Store
-from audioscale.sweep.study import job_cost, run_sweep
 
 # ----------------------------------------------------------------------------- the hash
 

@@ -6,7 +6,7 @@ import sys
 
 def test_sweep_never_imports_scaling_or_report_and_study_composes_them():
     code = (
-        "import sys, audioscale.sweep.study, audioscale.sweep.run, audioscale.sweep.store\n"
+        "import sys, audioscale.sweep.runner, audioscale.sweep.run, audioscale.sweep.store\n"
         "assert not [m for m in ('audioscale.scaling', 'audioscale.report') if m in sys.modules]\n"
         "import audioscale.study as s\n"
         "assert s.run_study.__module__ == 'audioscale.study'\n"

@@ -6,8 +6,8 @@ from sweep_helpers import make_corpus, tiny_spec
 from audioscale.scaling import verify
 from audioscale.scaling.study_fits import FitSettings, fit_results, load_store_rows
 from audioscale.study import verification_run
+from audioscale.sweep.runner import run_sweep
 from audioscale.sweep.spec import load_sweep
-from audioscale.sweep.study import run_sweep
 
 
 def test_verify_run_is_trained_stored_and_checked_but_never_fitted(tmp_path, monkeypatch):

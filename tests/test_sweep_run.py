@@ -12,9 +12,9 @@ from sweep_helpers import flaky_job, make_corpus, tiny_spec
 from audioscale.cli import main
 from audioscale.sweep import records
 from audioscale.sweep.run import build_eval_context, pool_overlap, run_train_rows
+from audioscale.sweep.runner import run_sweep
 from audioscale.sweep.spec import load_sweep
 from audioscale.sweep.store import Store
-from audioscale.sweep.study import run_sweep
 
 
 @pytest.fixture(scope="module")

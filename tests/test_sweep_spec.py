@@ -163,7 +163,7 @@ def _encoder_params(cfg) -> int:
 )
 def test_presets_are_valid_studies(name, lo, hi):
     from audioscale.models.ladder import resolve
-    from audioscale.sweep.study import preset_path, resolve_source
+    from audioscale.sweep.runner import preset_path, resolve_source
 
     assert resolve_source(name) == preset_path(name)
     sweep = load_sweep(preset_path(name))
@@ -187,7 +187,7 @@ def test_presets_are_valid_studies(name, lo, hi):
 
 def test_unify_varies_every_axis_of_the_law_once_beyond_the_demo():
     from audioscale.scaling.axes import AXES, base_values, varies
-    from audioscale.sweep.study import preset_path
+    from audioscale.sweep.runner import preset_path
 
     demo, unify = (load_sweep(preset_path(n)) for n in ("demo", "unify"))
     assert {j.config.run_hash() for j in demo.trained} < {
@@ -213,9 +213,9 @@ def test_study_tune_json_sets_the_lr_of_rule_runs_only(tmp_path):
     import json
 
     from audioscale.config import ModelConfig
+    from audioscale.models.arch import model_architecture as arch_of
+    from audioscale.sweep.runner import apply_tuned_lr
     from audioscale.sweep.spec import load_sweep
-    from audioscale.sweep.study import apply_tuned_lr
-    from audioscale.train.tune import arch_of
 
     spec = {
         "name": "t",

@@ -134,7 +134,7 @@ def fingerprint(spec: str) -> str | None:
     if spec in WEIGHTS:
         if package_missing(WEIGHTS[spec][0]):
             return None
-        from audioscale.embed.base import sha256_file
+        from audioscale.utils import sha256_file
 
         return sha256_file(weights_path(spec))
     try:

@@ -2,7 +2,7 @@
 
 This module sits above every stage it composes (``sweep`` runs the grid, ``scaling``
 fits it, ``report`` writes it), so no stage imports another stage after it. ``run_study``
-is what ``audioscale study`` calls; like ``sweep.study.run_sweep`` it is idempotent:
+is what ``audioscale study`` calls; like ``sweep.runner.run_sweep`` it is idempotent:
 rerun it on the same folder and finished runs are skipped.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 
 from audioscale.report import write_report
 from audioscale.scaling import fit_study
+from audioscale.sweep.runner import resolve_source, run_sweep
 from audioscale.sweep.spec import Job, Sweep, load_sweep, verification_job
-from audioscale.sweep.study import resolve_source, run_sweep
 
 
 def ensure_corpus(sweep: Sweep, progress: bool) -> None:

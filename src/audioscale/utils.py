@@ -155,6 +155,19 @@ def digest(path: str | Path, chunk: int = 1 << 22) -> dict[str, Any]:
     return {"size": size, "sha256": h.hexdigest()}
 
 
+_SHA256_MEMO: dict[tuple, str] = {}
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file's bytes (``digest``'s), memoised in-process per (path, size, mtime,
+    inode, ctime): encoder identities hash their weights files at every use."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    if key not in _SHA256_MEMO:
+        _SHA256_MEMO[key] = digest(path)["sha256"]
+    return _SHA256_MEMO[key]
+
+
 def verify(path: str | Path, expected: dict | None, what: str, advice: str = "") -> None:
     """Raise ``CorruptArtefactError`` when ``path`` is missing or its size or sha256
     differ from ``expected`` (a ``digest``); nothing to check when ``expected`` is None

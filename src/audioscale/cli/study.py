@@ -35,8 +35,8 @@ def study_cmd(
     """Run a whole study and print where the report is and its headline numbers."""
     from audioscale.cli.sweep import exit_if_failed, ray_executor
     from audioscale.study import print_headline, run_study
+    from audioscale.sweep.runner import resolve_source
     from audioscale.sweep.spec import load_sweep
-    from audioscale.sweep.study import resolve_source
 
     executor = ray_executor(executor, ray_address)
     out = out or Path("studies") / load_sweep(resolve_source(source)).name

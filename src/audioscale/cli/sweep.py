@@ -28,7 +28,7 @@ def sweep_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Run every run of a sweep (skips finished ones, resumes unfinished ones)."""
-    from audioscale.sweep.study import run_sweep
+    from audioscale.sweep.runner import run_sweep
 
     executor = ray_executor(executor, ray_address)
 
@@ -78,7 +78,7 @@ def status_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Runs by state, failed runs with their reasons, and an ETA."""
-    from audioscale.sweep.study import study_status
+    from audioscale.sweep.runner import study_status
 
     summary = study_status(study_dir)
     if as_json:

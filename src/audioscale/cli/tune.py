@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from audioscale.cli.app import app
+from audioscale.train.tune import DEFAULT_GRID, TUNE_STEPS
 
 
 def _split(text: str, key: str) -> list[str]:
@@ -82,9 +83,11 @@ def tune_cmd(
     sizes: str = typer.Option(
         ..., "--sizes", help="Comma-separated ladder presets or w<W>d<D>[h<H>], e.g. atto,femto."
     ),
-    steps: int = typer.Option(100, "--steps", help="Updates per short run."),
+    steps: int = typer.Option(TUNE_STEPS, "--steps", help="Updates per short run."),
     grid: str = typer.Option(
-        "0.25,0.5,1,2,4", "--grid", help="lr multipliers of the recipe rule's lr per size."
+        ",".join(f"{g:g}" for g in DEFAULT_GRID),
+        "--grid",
+        help="lr multipliers of the recipe rule's lr per size.",
     ),
     out: Path = typer.Option(..., "--out", help="Folder for the runs and tune.json."),
     as_json: bool = typer.Option(False, "--json", help="Print tune.json as one JSON object."),

@@ -31,27 +31,10 @@ Conventions:
 from __future__ import annotations
 
 import hashlib
-import os
-from pathlib import Path
 
 import torch
 
 from audioscale.config import FrontendConfig
-
-_HASH_MEMO: dict[tuple, str] = {}
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    """sha256 of a file's bytes, memoised per (path, size, mtime, inode, ctime) in-process."""
-    st = os.stat(path)
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
-    if key not in _HASH_MEMO:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-        _HASH_MEMO[key] = h.hexdigest()
-    return _HASH_MEMO[key]
 
 
 def sha256_state(module: torch.nn.Module) -> str:

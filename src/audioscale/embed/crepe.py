@@ -38,9 +38,10 @@ import torch
 import torch.nn.functional as F
 
 from audioscale.config import config_hash
-from audioscale.embed.base import Encoder, sha256_file
+from audioscale.embed.base import Encoder
 from audioscale.errors import AudioscaleError
 from audioscale.external_specs import load_weights, weights_path
+from audioscale.utils import sha256_file
 
 SAMPLE_RATE = 16000
 WINDOW = 1024

@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audioscale.embed.base import Encoder, sha256_file
+from audioscale.embed.base import Encoder
 from audioscale.errors import AudioscaleError
+from audioscale.utils import sha256_file
 
 W2V_TYPES = ("wav2vec2", "hubert", "wavlm")
 SUPPORTED = (*W2V_TYPES, "whisper", "audio-spectrogram-transformer")

@@ -22,7 +22,8 @@ import torch
 
 from audioscale.audio.frames import frames_for
 from audioscale.config import FrontendConfig, ModelConfig, config_hash
-from audioscale.embed.base import Encoder, sha256_file, sha256_state
+from audioscale.embed.base import Encoder, sha256_state
+from audioscale.utils import sha256_file
 
 
 class MAEEncoder(Encoder):

@@ -38,7 +38,7 @@ def _is_run(p: Path) -> bool:
 def _random(rest: str) -> Encoder:
     from audioscale.config import ModelConfig, load_config
     from audioscale.embed.ours import RandomInitEncoder
-    from audioscale.models.ladder import PRESETS
+    from audioscale.models.ladder import SIZE_PRESETS
 
     target, seed = rest, 0
     head, sep, tail = rest.rpartition(":")
@@ -48,10 +48,10 @@ def _random(rest: str) -> Encoder:
     if (p / "config.yaml").is_file():
         cfg = load_config(p / "config.yaml")
         return RandomInitEncoder(cfg.model, cfg.frontend, seed, name=f"random-{p.name}-s{seed}")
-    if target not in PRESETS:
+    if target not in SIZE_PRESETS:
         raise AudioscaleError(
             f"encoder spec 'random:{rest}': {target!r} is neither a preset "
-            f"({', '.join(PRESETS)}) nor a run folder"
+            f"({', '.join(SIZE_PRESETS)}) nor a run folder"
         )
     return RandomInitEncoder(ModelConfig(preset=target), None, seed)
 

@@ -15,7 +15,7 @@ _LAZY = {
     "MAE": "mae",
     "MAEOutput": "mae",
     "build_mae": "mae",
-    "PRESETS": "ladder",
+    "SIZE_PRESETS": "ladder",
     "resolve": "ladder",
     "count_params": "accounting",
     "forward_flops_per_example": "accounting",
@@ -25,7 +25,7 @@ _LAZY = {
 __all__ = [
     "MAE",
     "MAEOutput",
-    "PRESETS",
+    "SIZE_PRESETS",
     "build_mae",
     "count_params",
     "forward_flops_per_example",
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         forward_flops_per_example,
         train_flops_per_example,
     )
-    from audioscale.models.ladder import PRESETS, resolve
+    from audioscale.models.ladder import SIZE_PRESETS, resolve
     from audioscale.models.mae import MAE, MAEOutput, build_mae
 
 

@@ -13,7 +13,7 @@ and convolutions only, 2 FLOPs per multiply-accumulate, biases, norms, activatio
 softmax and index ops ignored (they are O(N·d), not O(N·d²)). Per example of
 ``clip_seconds`` the frontend gives ``1 + samples // hop`` frames, cut to a multiple of
 the patch width: ``n_t`` time steps, ``N = n_t * n_freq`` patches, ``n_vis = N -
-round(N * mask_ratio)`` visible ones (mae.n_visible). With width d, MLP hidden h and
+round(N * mask_ratio)`` visible ones (patch.n_visible). With width d, MLP hidden h and
 n tokens, one transformer block costs ``2n(4d² + 2dh)`` for qkv/out/MLP projections plus
 ``4n²d`` for the attention scores QKᵀ and the weighted sum AV; a conformer block adds the
 conv module ``2n(2d² + d²) + 2n·d·k·k_f`` (pointwise in/out and depthwise (k, k_f)).
@@ -29,17 +29,28 @@ conv module ``2n(2d² + d²) + 2n·d·k·k_f`` (pointwise in/out and depthwise (
   tokens, no decoder.
 
 Checked against ``torch.utils.flop_counter.FlopCounterMode`` in tests/test_accounting.py.
+
+``cost_estimate_flops_per_example`` is a cruder figure that only orders a sweep's jobs
+(``sweep.runner.job_cost``): the block projections and MLPs, ``6 · (4 + 2 · mlp_ratio)
+· d² · tokens`` per block, the encoder on the visible tokens (either family) and the
+decoder on all; attention scores and the patch, decoder-input and head projections left
+out.
+
+Torch-free: the sweep's parent process and config checks call it without loading torch
+(``count_params`` takes a built module and only walks its parameters).
 """
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from audioscale.audio.frames import frames_for_seconds
 from audioscale.config import FrontendConfig, ModelConfig
 from audioscale.models.ladder import resolve
-from audioscale.models.mae import n_visible
-from audioscale.models.patch import geometry
+from audioscale.models.patch import geometry, n_visible
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def count_params(mae: nn.Module) -> dict[str, int]:
@@ -121,3 +132,15 @@ def train_flops_per_example(
 ) -> float:
     """Training FLOPs of one example: 3 × the pretraining forward (see module docstring)."""
     return 3.0 * pretrain_forward_flops(model_cfg, frontend_cfg, clip_seconds)
+
+
+def cost_estimate_flops_per_example(
+    model_cfg: ModelConfig, frontend_cfg: FrontendConfig | None, clip_seconds: float
+) -> float:
+    """The job-ordering estimate of training FLOPs per example (module docstring)."""
+    cfg = resolve(model_cfg)
+    n, _ = tokens_per_example(cfg, frontend_cfg, clip_seconds)
+    tokens = max(1, n)
+    visible = n_visible(tokens, cfg.mask_ratio)
+    macs = visible * cfg.width**2 * cfg.depth + tokens * cfg.decoder_width**2 * cfg.decoder_depth
+    return 6 * (4 + 2 * cfg.mlp_ratio) * macs

@@ -35,8 +35,11 @@ def _rung(width: int, depth: int, heads: int, **decoder) -> dict:
     return out
 
 
+# the fields a size sets (a rung of the ladder)
+SIZE_KEYS = ("width", "depth", "heads", "decoder_width", "decoder_depth", "decoder_heads")
+
 # name -> width, depth, heads, decoder_width, decoder_depth, decoder_heads
-PRESETS: dict[str, dict] = {
+SIZE_PRESETS: dict[str, dict] = {
     "atto": _rung(64, 2, 2),
     "femto": _rung(96, 3, 3),
     "pico": _rung(128, 4, 4),
@@ -64,11 +67,11 @@ def resolve(cfg: ModelConfig) -> ModelConfig:
                 raise ConfigError(f"model.{key}", "required when model.preset is null")
         base = {"width": cfg.width, "depth": cfg.depth, "heads": cfg.heads}
         base.update(_dec(cfg.width, cfg.depth))
-    elif cfg.preset not in PRESETS:
-        names = ", ".join(PRESETS)
+    elif cfg.preset not in SIZE_PRESETS:
+        names = ", ".join(SIZE_PRESETS)
         raise ConfigError("model.preset", f"unknown preset {cfg.preset!r}; choose one of: {names}")
     else:
-        base = dict(PRESETS[cfg.preset])
+        base = dict(SIZE_PRESETS[cfg.preset])
     out = {k: v if getattr(cfg, k) is None else getattr(cfg, k) for k, v in base.items()}
     if cfg.decoder_width is not None and cfg.decoder_heads is None:
         out["decoder_heads"] = max(1, cfg.decoder_width // 32)

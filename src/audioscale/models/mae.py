@@ -33,7 +33,7 @@ from audioscale.errors import ConfigError
 from audioscale.models.blocks import Block
 from audioscale.models.conformer import ConformerEncoder
 from audioscale.models.ladder import resolve
-from audioscale.models.patch import geometry
+from audioscale.models.patch import geometry, n_visible
 from audioscale.models.posemb import sincos_table
 from audioscale.models.vit import AudioEncoderNet, ViTEncoder
 
@@ -42,11 +42,6 @@ class MAEOutput(NamedTuple):
     loss: torch.Tensor  # scalar, float32
     pred: torch.Tensor  # (B, N, patch_dim) predictions for every patch
     mask: torch.Tensor  # (B, N) float, 1 = masked (the loss is over these)
-
-
-def n_visible(n: int, mask_ratio: float) -> int:
-    """Visible tokens for ``n`` patches: ``n - round(n * ratio)``, at least 1."""
-    return max(1, n - round(n * mask_ratio))
 
 
 def random_masking(

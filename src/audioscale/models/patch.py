@@ -1,4 +1,4 @@
-"""Patch geometry, input normalisation and patchify / unpatchify of log-mel spectrograms.
+"""Patch geometry, visible tokens, input normalisation and (un)patchify of log-mel spectrograms.
 
 Two geometries (docs/ARCHITECTURE.md, models):
 - ``time``: full-height patches of n_mels x 4 frames (Dasheng, Dinkel et al. 2024): one
@@ -22,8 +22,10 @@ noise at 0.1 rms sits near -13 dB. So typical inputs land in about [-2, 1.5]. Wi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # tensors pass through; the geometry and token counts need no torch
+    import torch
 
 MEL_SHIFT = -45.0
 MEL_SCALE = 30.0
@@ -53,6 +55,11 @@ def geometry(patch: str, n_mels: int) -> PatchGeometry:
             raise ValueError(f"square patches need n_mels divisible by 16, got {n_mels}")
         return PatchGeometry(n_mels, 16, 16)
     raise ValueError(f"unknown patch geometry {patch!r}")
+
+
+def n_visible(n: int, mask_ratio: float) -> int:
+    """Visible tokens for ``n`` patches: ``n - round(n * ratio)``, at least 1."""
+    return max(1, n - round(n * mask_ratio))
 
 
 def normalise_mel(mel: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ A scaling law over encoders that are worse than no training says nothing a resea
 can act on, so every study answers these questions from its own rows before any law is
 read (all numbers are suite scores, the mean of the task scores):
 - **Training against random init.** Each trained run is compared with the random-init
-  encoders of its own architecture (same family, patch, width, depth and heads: the
+  encoders of its own architecture (``models.arch``: the same network and input; the
   baselines the sweep adds per architecture, one per init seed), through the mean of
   their scores: one draw of random weights is itself a sample, and the spread over seeds
   is reported beside the mean. Reported: the fraction of trained runs that beat their
@@ -43,7 +43,10 @@ def _sort_num(v: object) -> float:
 
 
 def _arch(r: dict) -> tuple:
-    return tuple(comparable(r.get(k)) for k in ARCH_KEYS)
+    """A run's architecture: the results column ``arch`` (``models.arch.arch_id``, the
+    complete key, compared as text), with the ``ARCH_KEYS`` columns, which alone pair rows
+    written without it (synthetic rows)."""
+    return (r.get("arch"), *(comparable(r.get(k)) for k in ARCH_KEYS))
 
 
 def _size(r: dict) -> tuple:

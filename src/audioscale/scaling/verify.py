@@ -3,7 +3,7 @@
 A compute allocation (``allocation.allocate``) names a continuous optimum (N*, D*) for a
 FLOP budget C. A run can only be trained at a real model size, so the verification run
 is planned as follows, and every choice is written to fits.json:
-- candidates are the size-ladder presets (``models.ladder.PRESETS``) in the study's base
+- candidates are the size-ladder presets (``models.ladder.SIZE_PRESETS``) in the study's base
   architecture (family, patch, clip length and mask ratio of the base config); each gets
   its non-embedding parameter count N (built on the meta device, no memory) and its
   training FLOPs per example f(N) (``models.accounting``);
@@ -44,13 +44,13 @@ def ladder_candidates(base_model: dict, frontend: dict | None, clip_seconds: flo
 
     from audioscale.config import FrontendConfig, ModelConfig
     from audioscale.models.accounting import count_params, train_flops_per_example
-    from audioscale.models.ladder import PRESETS
+    from audioscale.models.ladder import SIZE_PRESETS
     from audioscale.models.mae import build_mae
 
     fe = FrontendConfig(**(frontend or {}))
     keep = {k: v for k, v in base_model.items() if k in ("family", "patch", "mask_ratio")}
     out = []
-    for name in PRESETS:
+    for name in SIZE_PRESETS:
         cfg = ModelConfig(**keep, preset=name)
         with torch.device("meta"):
             n = count_params(build_mae(cfg, fe))["encoder_nonembed"]

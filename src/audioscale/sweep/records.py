@@ -303,6 +303,8 @@ class RunIdentity(Record):
     name: str | None = column("run name", report=3)
     kind: str | None = column("trained, verify, random-init, baseline or external", report=2)
     seed: int | None = column("training seed", config="train.seed")
+    arch: str | None = column("architecture key (models.arch.arch_id): trained and "
+                              "random-init rows of one architecture share it")  # fmt: skip
 
 
 @dataclass

@@ -26,11 +26,11 @@ Choices:
   (RunConfig.run_hash: what determines the weights; no eval or execution keys) is the
   identity. Changing ``eval`` or an execution key (device, log_every, cache_dir, …) of a
   finished study keeps every run id, so nothing is trained again.
-- Baselines (on by default): random-init encoders of every distinct architecture (model
-  and frontend; the training-only keys mask_ratio and norm_pix_loss excluded), one per
-  init seed (``baselines.random_init_seeds``, from the seed of the first run using the
-  architecture; names of the extra seeds end in ``-seed<N>``), and one
-  log-mel-statistics baseline per distinct frontend.
+- Baselines (on by default): random-init encoders of every distinct architecture
+  (``models.arch``: the resolved model and the frontend, training-only keys such as
+  mask_ratio excluded), one per init seed (``baselines.random_init_seeds``, from the
+  seed of the first run using the architecture; names of the extra seeds end in
+  ``-seed<N>``), and one log-mel-statistics baseline per distinct frontend.
   They are measured and probed like trained runs, with ``kind`` naming them.
 - ``baselines.external`` (off by default): pretrained reference encoders by their
   ``get_encoder`` spec (``audioscale.external_specs``: crepe:full, crepe:tiny,
@@ -54,6 +54,7 @@ from pydantic import Field, field_validator
 
 from audioscale.config import RunConfig, Strict, apply_overrides, config_hash, load_yaml, validate
 from audioscale.errors import ConfigError
+from audioscale.models.arch import TRAINING_ONLY, arch_id
 
 SHORTHANDS = {
     "size": "model.preset",
@@ -72,7 +73,6 @@ SHORTHANDS = {
     "lr": "train.lr",
 }
 
-KINDS = ("trained", "random-init", "baseline", "external", "verify")
 # kinds that are pretrained (a verification run is trained like any run, and kept out of
 # the fits so that it tests them: scaling.verify)
 TRAINED_KINDS = ("trained", "verify")
@@ -277,11 +277,12 @@ def run_id(cfg: RunConfig) -> str:
 
 # --------------------------------------------------------------------------- baselines
 
-_TRAIN_ONLY_MODEL_KEYS = {"mask_ratio", "norm_pix_loss"}
 
-
-def architecture(cfg: RunConfig) -> dict:
-    model = cfg.model.model_dump(mode="json", exclude=_TRAIN_ONLY_MODEL_KEYS)
+def _written_architecture(cfg: RunConfig) -> dict:
+    """The architecture as the config writes it (a preset unresolved): what a random-init
+    job's id hashes, unchanged since ids were first written, so that the baselines of an
+    existing study keep their ids. Which jobs exist is decided by ``models.arch.arch_id``."""
+    model = cfg.model.model_dump(mode="json", exclude=set(TRAINING_ONLY))
     return {"model": model, "frontend": cfg.frontend.model_dump(mode="json")}
 
 
@@ -296,24 +297,15 @@ def random_init_name(cfg: RunConfig) -> str:
 
 def baseline_jobs(trained: list[Job], baselines: Baselines) -> list[Job]:
     jobs: list[Job] = []
-    seen: set[str] = set()
     if baselines.random_init:
-        for job in trained:
-            cfg = job.config
-            first = cfg.train.seed
-            for seed in range(first, first + baselines.random_init_seeds):
-                key = config_hash({"kind": "random-init", **architecture(cfg), "seed": seed})
-                if key in seen:  # another run's seeds (a seed axis) already hold it
-                    continue
-                seen.add(key)
-                name = random_init_name(cfg) + ("" if seed == first else f"-seed{seed}")
-                train = cfg.train.model_copy(update={"seed": seed})
-                bcfg = cfg.model_copy(update={"name": name, "train": train})
-                jobs.append(Job(f"{name}-{key}", "random-init", bcfg))
+        jobs += random_init_jobs(trained, baselines.random_init_seeds)
     if baselines.logmel_stats:
+        seen: set[str] = set()
         for job in trained:
             cfg = job.config
-            key = config_hash({"kind": "logmel-stats", "frontend": architecture(cfg)["frontend"]})
+            key = config_hash(
+                {"kind": "logmel-stats", "frontend": cfg.frontend.model_dump(mode="json")}
+            )
             if key in seen:
                 continue
             seen.add(key)
@@ -321,6 +313,35 @@ def baseline_jobs(trained: list[Job], baselines: Baselines) -> list[Job]:
             jobs.append(Job(f"logmel-stats-{key}", "baseline", bcfg))
     for spec in dict.fromkeys(baselines.external):
         jobs.append(external_job(trained[0].config, spec))
+    return jobs
+
+
+def _arch_key(cfg: RunConfig) -> str:
+    """``arch_id``; a model the ladder refuses is keyed as written (its runs fail alone)."""
+    try:
+        return arch_id(cfg.model, cfg.frontend)
+    except ConfigError:
+        return config_hash(_written_architecture(cfg))
+
+
+def random_init_jobs(trained: list[Job], seeds: int) -> list[Job]:
+    """``seeds`` random-init jobs per architecture (``models.arch.arch_id``), from the seed
+    of the first trained run that has it; a seed another run already holds is skipped."""
+    jobs: list[Job] = []
+    seen: set[tuple[str, int]] = set()
+    for job in trained:
+        cfg = job.config
+        arch = _arch_key(cfg)
+        first = cfg.train.seed
+        for seed in range(first, first + seeds):
+            if (arch, seed) in seen:  # another run's seeds (a seed axis) already hold it
+                continue
+            seen.add((arch, seed))
+            key = config_hash({"kind": "random-init", **_written_architecture(cfg), "seed": seed})
+            name = random_init_name(cfg) + ("" if seed == first else f"-seed{seed}")
+            train = cfg.train.model_copy(update={"seed": seed})
+            bcfg = cfg.model_copy(update={"name": name, "train": train})
+            jobs.append(Job(f"{name}-{key}", "random-init", bcfg))
     return jobs
 
 

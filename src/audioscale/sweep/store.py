@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from audioscale import faults
-from audioscale.errors import DataError, storage_error
+from audioscale.config import RunConfig
+from audioscale.errors import AudioscaleError, DataError, storage_error
+from audioscale.models.arch import arch_id
 from audioscale.sweep import records
 from audioscale.sweep.records import (
     TASK_PREFIX,
@@ -96,8 +98,20 @@ PROBE_REQUIRED = ("task", "protocol")
 def _config_columns(config: dict, kind: str = "trained") -> dict[str, Any]:
     """Results columns that come straight from a run's RunConfig (the fields of
     ``records.ResultRow`` with ``config=``); resolved values in run_info, written by the
-    run from its model card, take precedence."""
-    return config_columns(config, kind, TRAINED_KINDS)
+    run from its model card, take precedence), and ``arch`` for the kinds whose network is
+    the config's (trained, verify, random-init)."""
+    out = config_columns(config, kind, TRAINED_KINDS)
+    out["arch"] = _arch(config) if kind in (*TRAINED_KINDS, "random-init") else None
+    return out
+
+
+def _arch(config: dict) -> str | None:
+    """``models.arch.arch_id`` of a stored RunConfig (None when it no longer validates)."""
+    try:
+        cfg = RunConfig.model_validate(config)
+        return arch_id(cfg.model, cfg.frontend)
+    except (ValueError, AudioscaleError):
+        return None
 
 
 class Store:

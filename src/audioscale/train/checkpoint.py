@@ -135,9 +135,6 @@ def load_mae(
     return model.to(device).eval(), cfg
 
 
-load_encoder = load_mae  # the name ARCHITECTURE.md used first
-
-
 def save_state(run_dir: str | Path, state: dict) -> None:
     """Write ``train_state.pt`` atomically (plain containers and tensors only), its size
     and sha256 to ``train_state.json`` first, with the digests of the state it replaces

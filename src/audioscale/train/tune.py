@@ -31,16 +31,16 @@ intermediate checkpoints (``checkpoint_fractions = []``: only the final one), an
 run of a size shares ``train.seed``, so all lrs see the same batches and masks and the
 comparison is paired. Warm-up follows the recipe (recipe.warmup_steps) as in a real run.
 
-Sizes are ladder preset names (``atto`` … ``large``, ladder.PRESETS) or custom
+Sizes are ladder preset names (``atto`` … ``large``, ladder.SIZE_PRESETS) or custom
 ``w<width>d<depth>[h<heads>]`` (e.g. ``w48d2h2``; heads default to ``max(1, width //
 32)``, head width 32 as the small rungs; the decoder follows the ladder's rule). The
 other model fields (family, patch, mask ratio, MLP ratio, max_seconds) come from the base
 config.
 
-``load_tuned_lr(tune_json, model_cfg, batch_size=None)`` gives the sweep an lr: the
-tuned pick when the resolved model matches a tuned size exactly, otherwise the fitted
-rule at the model's width, ``None`` when there is neither (or the family / patch
-differs from what was tuned).
+``load_tuned_lr(tune_json, model_cfg, batch_size=None, frontend=None)`` gives the sweep
+an lr: the tuned pick when the architecture (``models.arch``: resolved model and
+frontend) is a tuned size's, otherwise the fitted rule at the model's width, ``None``
+when there is neither (or the family / patch differs from what was tuned).
 """
 
 from __future__ import annotations
@@ -52,29 +52,25 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from audioscale.config import BUDGET_KINDS, ModelConfig, RunConfig, config_hash, validate
+from audioscale.config import (
+    BUDGET_KINDS,
+    FrontendConfig,
+    ModelConfig,
+    RunConfig,
+    config_hash,
+    validate,
+)
 from audioscale.errors import ConfigError, DataError
-from audioscale.models.ladder import PRESETS, resolve
+from audioscale.models.arch import architecture, model_architecture
+from audioscale.models.ladder import SIZE_KEYS, SIZE_PRESETS, resolve
 from audioscale.train import recipe
 from audioscale.utils import atomic_save_json, nan_to_none
 
 DEFAULT_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
-DEFAULT_STEPS = 100
+TUNE_STEPS = 100  # updates of each short run of the grid (not config.DEFAULT_STEPS)
 TUNE_FILE = "tune.json"
 TUNE_VERSION = 1
 CUSTOM_SIZE = re.compile(r"^w(\d+)d(\d+)(?:h(\d+))?$")
-# Resolved-model fields that must agree for load_tuned_lr's exact match.
-ARCH_KEYS = (
-    "family",
-    "patch",
-    "width",
-    "depth",
-    "heads",
-    "mlp_ratio",
-    "decoder_width",
-    "decoder_depth",
-    "decoder_heads",
-)
 
 
 @dataclass
@@ -94,7 +90,7 @@ class SizeResult:
     """The grid of one size and its pick."""
 
     size: str
-    model: dict  # the resolved architecture (ARCH_KEYS)
+    model: dict  # the resolved architecture (models.arch.model_architecture)
     params_nonembed: int | None
     rule_lr: float
     points: list[TunePoint]
@@ -130,6 +126,7 @@ class TuneResult:
     family: str
     patch: str
     pool: str
+    frontend: dict  # the base config's frontend: the input of every tuned architecture
     base_lr: float
     config_hash: str
     sizes: list[SizeResult]
@@ -141,7 +138,7 @@ class TuneResult:
         """The content of tune.json::
 
         version, steps, batch_size, grid (multipliers), seed, family, patch, pool,
-        base_lr, config_hash (base run identity minus model, lr, budget, checkpoints),
+        frontend, base_lr, config_hash (base run identity minus model, lr, budget, checkpoints),
         rule (recipe text), rule_exponent (1.0), rule_effective_exponent,
         sizes: [{size, model, params_nonembed, rule_lr, points: [{multiplier, lr, run,
                  heldout_loss, final_loss, status}], best_lr, best_multiplier,
@@ -171,13 +168,13 @@ class TuneResult:
 
 def size_model(base: ModelConfig, size: str) -> ModelConfig:
     """The base model with the size applied: a ladder preset or ``w<W>d<D>[h<H>]``."""
-    arch = {k: None for k in ("width", "depth", "heads") + ARCH_KEYS[6:]}
-    if size in PRESETS:
+    arch = dict.fromkeys(SIZE_KEYS)
+    if size in SIZE_PRESETS:
         m = base.model_copy(update={**arch, "preset": size})
     else:
         hit = CUSTOM_SIZE.match(size)
         if not hit:
-            names = ", ".join(PRESETS)
+            names = ", ".join(SIZE_PRESETS)
             raise ConfigError(
                 "sizes", f"{size!r} is neither a preset ({names}) nor w<width>d<depth>[h<heads>]"
             )
@@ -190,11 +187,6 @@ def size_model(base: ModelConfig, size: str) -> ModelConfig:
         return resolve(m)
     except ConfigError as e:
         raise ConfigError("sizes", f"{size!r}: {e.key} {e.reason}") from None
-
-
-def arch_of(model_cfg: ModelConfig) -> dict:
-    m = resolve(model_cfg)
-    return {k: getattr(m, k) for k in ARCH_KEYS}
 
 
 def run_name(size: str, lr: float) -> str:
@@ -295,7 +287,7 @@ def tune(
     base_cfg: RunConfig,
     sizes: list[str],
     lr_multipliers: list[float] | tuple[float, ...] = DEFAULT_GRID,
-    steps: int = DEFAULT_STEPS,
+    steps: int = TUNE_STEPS,
     out_dir: str | Path = "studies/tune",
     progress: bool = True,
 ) -> TuneResult:
@@ -304,77 +296,16 @@ def tune(
     See the module docstring for the grid, the pick, the fit and idempotence. Raises
     ConfigError for a bad size, grid or step count, DataError for a pool without a
     held-out split, before any training."""
-    from audioscale.train.trainer import pretrain
-
-    if not sizes:
-        raise ConfigError("sizes", "name at least one size")
-    if len(set(sizes)) != len(sizes):
-        raise ConfigError("sizes", f"sizes repeat: {', '.join(sizes)}")
-    if steps <= 0:
-        raise ConfigError("steps", f"must be positive, got {steps}")
+    _check_sizes(sizes, steps)
     grid = _parse_grid(lr_multipliers)
     out = Path(out_dir)
     models = {s: size_model(base_cfg.model, s) for s in sizes}
-    plans = []  # (size, multiplier, lr, cfg)
-    for s, m in models.items():
-        r = rule_lr(m, base_cfg)
-        names = set()
-        for mult in grid:
-            lr = mult * r
-            name = run_name(s, lr)
-            if name in names:
-                raise ConfigError("grid", f"multipliers too close: two runs named {name}")
-            names.add(name)
-            plans.append((s, mult, lr, point_config(base_cfg, m, lr, steps, s)))
+    plans = _plans(base_cfg, models, grid, steps)
     _check_pool(base_cfg)
-
-    done_points: dict[str, list[TunePoint]] = {s: [] for s in sizes}
-    params: dict[str, int | None] = {s: None for s in sizes}
-    for i, (s, mult, lr, cfg) in enumerate(plans, 1):
-        name = run_name(s, lr)
-        run_dir = out / name
-        _log(progress, f"[{i}/{len(plans)}] {name} (x{mult:g} of the rule's lr)")
-        try:
-            pretrain(cfg, run_dir, progress=progress, resume=True)
-        except ConfigError as e:
-            if e.key == "out":
-                raise ConfigError(
-                    "out", f"{run_dir} holds a run with another config; use a new --out folder"
-                ) from None
-            raise
-        d = _read_done(run_dir)
-        held, final = d.get("heldout_loss"), d.get("final_loss")
-        done_points[s].append(TunePoint(mult, lr, name, held, final, classify(held, final)))
-        params[s] = (d.get("params") or {}).get("encoder_nonembed")
-
-    results = []
-    for s in sizes:
-        pts = done_points[s]
-        best = pick_best(pts)
-        excluded = [
-            {"lr": p.lr, "multiplier": p.multiplier, "status": p.status, "run": p.run}
-            for p in pts
-            if p.status != "ok"
-        ]
-        for e in excluded:
-            _log(progress, f"{s}: excluded {e['run']} ({e['status']})")
-        results.append(
-            SizeResult(
-                size=s,
-                model=arch_of(models[s]),
-                params_nonembed=params[s],
-                rule_lr=rule_lr(models[s], base_cfg),
-                points=pts,
-                best_lr=best.lr if best else None,
-                best_multiplier=best.multiplier if best else None,
-                best_heldout_loss=best.heldout_loss if best else None,
-                at_grid_edge=bool(best)
-                and len(grid) > 1
-                and best.multiplier in (grid[0], grid[-1]),
-                excluded=excluded,
-            )
-        )
-
+    points, params = _train(plans, out, progress)
+    results = [
+        _size_result(s, models[s], base_cfg, points[s], params[s], grid, progress) for s in sizes
+    ]
     picked = [r for r in results if r.best_lr is not None]
     widths = [r.model["width"] for r in picked]
     fit = fit_power_law(widths, [r.best_lr for r in picked])
@@ -392,6 +323,7 @@ def tune(
         family=base_cfg.model.family,
         patch=base_cfg.model.patch,
         pool=base_cfg.data.pool,
+        frontend=base_cfg.frontend.model_dump(mode="json"),
         base_lr=base_cfg.train.base_lr,
         config_hash=_base_hash(base_cfg),
         sizes=results,
@@ -401,6 +333,89 @@ def tune(
     )
     atomic_save_json(out / TUNE_FILE, res.to_dict())
     return res
+
+
+def _check_sizes(sizes: list[str], steps: int) -> None:
+    if not sizes:
+        raise ConfigError("sizes", "name at least one size")
+    if len(set(sizes)) != len(sizes):
+        raise ConfigError("sizes", f"sizes repeat: {', '.join(sizes)}")
+    if steps <= 0:
+        raise ConfigError("steps", f"must be positive, got {steps}")
+
+
+def _plans(base_cfg: RunConfig, models: dict[str, ModelConfig], grid: list[float], steps: int):
+    """``(size, multiplier, lr, RunConfig)`` of every grid point, sizes in order."""
+    plans = []
+    for s, m in models.items():
+        r = rule_lr(m, base_cfg)
+        names = set()
+        for mult in grid:
+            lr = mult * r
+            name = run_name(s, lr)
+            if name in names:
+                raise ConfigError("grid", f"multipliers too close: two runs named {name}")
+            names.add(name)
+            plans.append((s, mult, lr, point_config(base_cfg, m, lr, steps, s)))
+    return plans
+
+
+def _train(plans, out: Path, progress: bool):
+    """Train (or find finished) every grid point: its TunePoint per size, and the size's
+    non-embedding parameter count."""
+    from audioscale.train.trainer import pretrain
+
+    points: dict[str, list[TunePoint]] = {s: [] for s, *_ in plans}
+    params: dict[str, int | None] = dict.fromkeys(points)
+    for i, (s, mult, lr, cfg) in enumerate(plans, 1):
+        name = run_name(s, lr)
+        run_dir = out / name
+        _log(progress, f"[{i}/{len(plans)}] {name} (x{mult:g} of the rule's lr)")
+        try:
+            pretrain(cfg, run_dir, progress=progress, resume=True)
+        except ConfigError as e:
+            if e.key == "out":
+                raise ConfigError(
+                    "out", f"{run_dir} holds a run with another config; use a new --out folder"
+                ) from None
+            raise
+        d = _read_done(run_dir)
+        held, final = d.get("heldout_loss"), d.get("final_loss")
+        points[s].append(TunePoint(mult, lr, name, held, final, classify(held, final)))
+        params[s] = (d.get("params") or {}).get("encoder_nonembed")
+    return points, params
+
+
+def _size_result(
+    size: str,
+    model: ModelConfig,
+    base_cfg: RunConfig,
+    pts: list[TunePoint],
+    params: int | None,
+    grid: list[float],
+    progress: bool,
+) -> SizeResult:
+    """One size's grid, its pick (``pick_best``) and the points excluded from it."""
+    best = pick_best(pts)
+    excluded = [
+        {"lr": p.lr, "multiplier": p.multiplier, "status": p.status, "run": p.run}
+        for p in pts
+        if p.status != "ok"
+    ]
+    for e in excluded:
+        _log(progress, f"{size}: excluded {e['run']} ({e['status']})")
+    return SizeResult(
+        size=size,
+        model=model_architecture(model),
+        params_nonembed=params,
+        rule_lr=rule_lr(model, base_cfg),
+        points=pts,
+        best_lr=best.lr if best else None,
+        best_multiplier=best.multiplier if best else None,
+        best_heldout_loss=best.heldout_loss if best else None,
+        at_grid_edge=bool(best) and len(grid) > 1 and best.multiplier in (grid[0], grid[-1]),
+        excluded=excluded,
+    )
 
 
 def _base_hash(cfg: RunConfig) -> str:
@@ -433,27 +448,36 @@ def read_tune(tune_json: str | Path) -> dict:
 
 
 def load_tuned_lr(
-    tune_json: str | Path | dict, model_cfg: ModelConfig, batch_size: int | None = None
+    tune_json: str | Path | dict,
+    model_cfg: ModelConfig,
+    batch_size: int | None = None,
+    frontend: FrontendConfig | None = None,
 ) -> float | None:
-    """The tuned lr for ``model_cfg`` (module docstring), or None.
+    """The tuned lr for ``model_cfg`` on ``frontend`` (module docstring), or None.
 
-    Exact match: the resolved architecture (ARCH_KEYS) equals a tuned size that has a
-    pick → that size's best lr. Otherwise, when tune.json has a fit and the family and
-    patch geometry are the tuned ones → ``c · width^-k``. ``batch_size``, when given and
-    different from the tune's batch, scales the result by ``sqrt(batch_size /
-    tune_batch)``, the recipe's batch rule (recipe.py)."""
+    Exact match: the architecture (``models.arch.architecture``) is a tuned size's (its
+    recorded ``model`` and tune.json's ``frontend``; a tune.json written before these
+    were recorded in full is matched on the fields it holds) and that size has a pick →
+    its best lr. Otherwise, when tune.json has a fit and the family and patch geometry
+    are the tuned ones → ``c · width^-k``. ``batch_size``, when given and different from
+    the tune's batch, scales the result by ``sqrt(batch_size / tune_batch)``, the
+    recipe's batch rule (recipe.py)."""
     d = tune_json if isinstance(tune_json, dict) else read_tune(tune_json)
-    arch = arch_of(model_cfg)
+    arch = architecture(model_cfg, frontend)
+    m = arch["model"]
+    same_input = d.get("frontend", arch["frontend"]) == arch["frontend"]
     lr = None
     for s in d["sizes"]:
-        if s.get("best_lr") is not None and all(s["model"].get(k) == arch[k] for k in ARCH_KEYS):
+        same = same_input and bool(s["model"])
+        same = same and all(m.get(k) == v for k, v in s["model"].items())
+        if s.get("best_lr") is not None and same:
             lr = float(s["best_lr"])
             break
     if lr is None:
         fit = d.get("fit")
-        if not fit or arch["family"] != d.get("family") or arch["patch"] != d.get("patch"):
+        if not fit or m["family"] != d.get("family") or m["patch"] != d.get("patch"):
             return None
-        lr = float(fit["c"]) * arch["width"] ** (-float(fit["k"]))
+        lr = float(fit["c"]) * m["width"] ** (-float(fit["k"]))
     tb = d.get("batch_size")
     if batch_size is not None and tb and batch_size != tb:
         lr *= math.sqrt(batch_size / tb)

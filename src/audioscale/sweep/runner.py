@@ -32,13 +32,13 @@ from typing import Any
 
 import yaml
 
-from audioscale.audio.frames import frames_for_seconds
 from audioscale.errors import AudioscaleError, ConfigError
+from audioscale.models.accounting import cost_estimate_flops_per_example
 from audioscale.sweep.spec import TRAINED_KINDS, Job, Sweep, load_sweep
 from audioscale.sweep.store import Store
 from audioscale.utils import atomic_write_text, progress_bar
 
-PRESETS = ("demo", "unify", "gpu", "gpu-hour")
+STUDY_PRESETS = ("demo", "unify", "gpu", "gpu-hour")
 
 
 def preset_path(name: str) -> Path:
@@ -49,11 +49,11 @@ def preset_path(name: str) -> Path:
 
 def resolve_source(source: str | Path) -> Path:
     """A preset name or a sweep YAML file."""
-    if str(source) in PRESETS:
+    if str(source) in STUDY_PRESETS:
         return preset_path(str(source))
     path = Path(source)
     if not path.is_file():
-        names = ", ".join(PRESETS)
+        names = ", ".join(STUDY_PRESETS)
         raise ConfigError(str(source), f"no such sweep file (or preset: {names})")
     return path
 
@@ -80,34 +80,18 @@ def study_lock(study_dir: Path) -> Iterator[None]:
         yield
 
 
-def _ladder() -> Any:
-    """The size ladder module. ``audioscale.models`` loads its torch-backed names
-    lazily, so this import keeps torch (seconds) out of the sweep's parent process."""
-    from audioscale.models import ladder
-
-    return ladder
-
-
-def job_cost(job: Job, ladder: Any = None) -> float:
+def job_cost(job: Job) -> float:
     """Rough training FLOPs of a job (for ordering only; baselines 0): examples seen, from
-    the run's budget as the trainer reads it (``TrainConfig.budget().steps``), times a
-    FLOPs-per-example estimate, so a FLOPs budget costs about its FLOPs. The estimate,
-    ``6 · (4 + 2 · mlp_ratio) · d² · tokens`` per block (encoder on the visible tokens,
-    decoder on all; attention scores and the patch projection left out), needs no torch."""
+    the run's budget as the trainer reads it (``TrainConfig.budget().steps``), times
+    ``models.accounting.cost_estimate_flops_per_example`` (torch-free), so a FLOPs budget
+    costs about its FLOPs. A config the model layer refuses costs 0 (its run fails alone)."""
     if job.kind not in TRAINED_KINDS:
         return 0.0
-    try:
-        m = (ladder or _ladder()).resolve(job.config.model)
-    except AudioscaleError:
-        return 0.0
     cfg = job.config
-    fe = cfg.frontend
-    frames = frames_for_seconds(cfg.data.clip_seconds, fe)
-    tokens = frames // 4 if m.patch == "time" else (frames // 16) * (fe.n_mels // 16)
-    tokens = max(1, tokens)
-    visible = max(1, tokens - round(tokens * m.mask_ratio))
-    macs = visible * m.width**2 * m.depth + tokens * m.decoder_width**2 * m.decoder_depth
-    fpe = 6 * (4 + 2 * m.mlp_ratio) * macs
+    try:
+        fpe = cost_estimate_flops_per_example(cfg.model, cfg.frontend, cfg.data.clip_seconds)
+    except (AudioscaleError, ValueError):
+        return 0.0
     b = cfg.train.batch_size
     return cfg.train.budget().steps(b, cfg.data.clip_seconds, fpe) * b * fpe
 
@@ -177,8 +161,7 @@ def run_sweep(
             )  # fmt: skip
             status = {r["run_id"]: r["status"] for r in store.runs()}
             todo = [j for j in sweep.jobs if status.get(j.run_id) == "pending"]
-            ladder = _ladder()
-            todo.sort(key=lambda j: (j.kind not in TRAINED_KINDS, -job_cost(j, ladder)))
+            todo.sort(key=lambda j: (j.kind not in TRAINED_KINDS, -job_cost(j)))
             execute(todo, study_dir, store, ctx, job_fn or run_job, executor, workers, s,
                     address, progress)  # fmt: skip
             summary = store.status(workers)
@@ -221,7 +204,7 @@ def apply_tuned_lr(sweep: Sweep, study_dir: Path) -> Sweep:
         cfg = job.config
         lr = None
         if job.kind in TRAINED_KINDS and cfg.train.lr is None:
-            lr = load_tuned_lr(tuned, cfg.model, cfg.train.batch_size)
+            lr = load_tuned_lr(tuned, cfg.model, cfg.train.batch_size, cfg.frontend)
         if lr is not None:
             cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"lr": lr})})
             job = Job(run_id(cfg), job.kind, cfg)
