@@ -57,6 +57,36 @@ def _print_tables(out: dict) -> None:
         con.print(f"[yellow]{task}: skipped {len(files)} unreadable clips[/]")
 
 
+def _check_options(protocol: str, features: str, has_tasks: bool) -> tuple[str, ...]:
+    """The protocols that --protocol names; a ConfigError for a bad option."""
+    from audioscale.errors import ConfigError
+    from audioscale.probe.suite import FEATURES
+
+    choices = {"both": ("linear", "knn"), "linear": ("linear",), "knn": ("knn",)}
+    if protocol not in choices:
+        raise ConfigError("--protocol", f"{protocol!r} is not linear, knn or both")
+    if features not in FEATURES:
+        raise ConfigError("--features", f"{features!r} is not one of {', '.join(FEATURES)}")
+    if not has_tasks:
+        raise ConfigError("--task", "give --task or --suite")
+    return choices[protocol]
+
+
+def _checked_encoder(model: str, layer: int):
+    """The encoder --model names, passed through the encoder checker, with --layer checked."""
+    from audioscale.embed.checker import assert_ok
+    from audioscale.embed.registry import get_encoder
+    from audioscale.errors import ConfigError
+
+    enc = get_encoder(model)
+    assert_ok(enc)
+    try:
+        enc.layer_index(layer)
+    except ValueError as e:
+        raise ConfigError("--layer", str(e)) from None
+    return enc
+
+
 @app.command("probe")
 def probe_cmd(
     model: str = typer.Option(
@@ -89,29 +119,14 @@ def probe_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Probe an encoder on downstream tasks; prints per-task, domain and suite scores."""
-    from audioscale.embed.checker import assert_ok
-    from audioscale.embed.registry import get_encoder
-    from audioscale.errors import ConfigError
-    from audioscale.probe.suite import FEATURES, evaluate
+    from audioscale.probe.suite import evaluate
 
-    choices = {"both": ("linear", "knn"), "linear": ("linear",), "knn": ("knn",)}
-    if protocol not in choices:
-        raise ConfigError("--protocol", f"{protocol!r} is not linear, knn or both")
-    if features not in FEATURES:
-        raise ConfigError("--features", f"{features!r} is not one of {', '.join(FEATURES)}")
-    if not task and suite is None:
-        raise ConfigError("--task", "give --task or --suite")
-    enc = get_encoder(model)
-    assert_ok(enc)
-    try:
-        enc.layer_index(layer)
-    except ValueError as e:
-        raise ConfigError("--layer", str(e)) from None
+    protocols = _check_options(protocol, features, bool(task) or suite is not None)
     res = evaluate(
-        enc,
+        _checked_encoder(model, layer),
         task,
         suite=suite,
-        protocols=choices[protocol],
+        protocols=protocols,
         cache_dir=None if no_cache else cache,
         device=device,
         progress=not as_json,
