@@ -95,7 +95,7 @@ def _hard_saturating(seed=0, n=13):
 def _loo_pair(seed):
     """(warm start alone, as leave-one-out used to refit; the study's refit now)."""
     from audioscale.scaling.powerlaw import WARM_MAX_NFEV
-    from audioscale.scaling.study_fits import FitSettings, _fitter
+    from audioscale.scaling.fits.laws import FitSettings, _fitter
 
     x, y = _hard_saturating(seed)
     full = fit_saturating(x, y)

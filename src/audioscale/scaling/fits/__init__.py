@@ -1,0 +1,1 @@
+"""Every fit of a study: from the results table to ``fits.json``."""
