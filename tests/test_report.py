@@ -17,7 +17,7 @@ from audioscale.report import build_report, write_report
 from audioscale.report.figures import FIGURES
 from audioscale.report.html import CHECK_SCRIPT
 from audioscale.scaling import FitSettings, fit_results
-from audioscale.scaling.fits.laws import synthetic_rows
+from audioscale.testing import synthetic_rows
 
 FAST = FitSettings(n_resamples=100, n_resamples_joint=20)
 CHROMIUM = shutil.which("chromium") or (

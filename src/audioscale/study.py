@@ -72,7 +72,7 @@ def run_study(
         "results_csv": summary["exports"].get("csv"),
         "counts": summary["counts"],
         "failed": summary["failed"],
-        # the numbers a study ends with: fits.json's headline (scaling.study_fits.headline)
+        # the numbers a study ends with: fits.json's headline (scaling.verdict.headline)
         "headline": dict(fits.get("headline") or {}),
         "wall_s": time.time() - t0,
     }

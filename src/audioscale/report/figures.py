@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from audioscale.scaling.fits.laws import col, is_trained  # noqa: E402
+from audioscale.scaling.fits.common import col, is_trained  # noqa: E402
 
 BASELINE_STYLE = {
     "random-init": {"marker": "X", "color": "#d62728", "label": "random init"},

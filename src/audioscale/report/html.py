@@ -21,7 +21,7 @@ from jinja2 import Environment
 from markupsafe import Markup, escape
 
 from audioscale.report.figures import FigureRecord, make_figures
-from audioscale.scaling.fits.laws import col, is_trained
+from audioscale.scaling.fits.common import col, is_trained
 from audioscale.sweep import records
 from audioscale.utils import atomic_write_text
 

@@ -5,6 +5,6 @@ writes fits.json) are the entry points; the pieces live in ``powerlaw``,
 ``bootstrap``, ``correlation``, ``validate`` and ``allocation``.
 """
 
-from audioscale.scaling.fits.laws import FitSettings, fit_results, fit_study
+from audioscale.scaling.fits import FitSettings, fit_results, fit_study
 
 __all__ = ["FitSettings", "fit_results", "fit_study"]

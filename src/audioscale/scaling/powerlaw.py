@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import OptimizeResult, least_squares
 
+from audioscale.numerics import loglog_line
 from audioscale.utils import finite_or_none
 
 SAT_B_BOUNDS = (0.01, 5.0)
@@ -151,7 +152,7 @@ def fit_power(x: np.ndarray, y: np.ndarray, huber: bool = False, huber_delta: fl
     if why:
         return Fit("power", {"a": math.nan, "b": math.nan}, x.size, False, why, settings=settings)
     lx, ly = np.log(x), np.log(y)
-    b, loga = np.polyfit(lx, ly, 1)
+    loga, b = loglog_line(lx, ly, method="lstsq")
     if huber:
         res = least_squares(
             lambda t: t[0] + t[1] * lx - ly, [loga, b], loss="huber", f_scale=huber_delta
@@ -170,12 +171,7 @@ def power_ols_batch(lx: np.ndarray, ly: np.ndarray) -> tuple[np.ndarray, np.ndar
 
     Returns (log a, b); resamples where x does not vary give NaN.
     """
-    mx, my = lx.mean(axis=1, keepdims=True), ly.mean(axis=1, keepdims=True)
-    sxx = ((lx - mx) ** 2).sum(axis=1)
-    sxy = ((lx - mx) * (ly - my)).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        b = np.where(sxx > 1e-12, sxy / np.where(sxx > 0, sxx, 1.0), np.nan)
-    return my[:, 0] - b * mx[:, 0], b
+    return loglog_line(lx, ly)
 
 
 def _sat_bounds(y: np.ndarray) -> tuple[list[float], list[float]]:

@@ -187,7 +187,7 @@ def verification_for(
     level: float = 0.95,
 ) -> dict:
     """fits.json's ``verification``: the plan from the suite-error allocation of ``joint``
-    (study_fits.joint_laws), checked against the measured verify run when there is one.
+    (fits.laws.joint_laws), checked against the measured verify run when there is one.
     Candidates are the ladder rungs up to ``MAX_RUNG_FACTOR`` x the largest trained N in
     the runs' most common family, patch, mask ratio, clip length and batch size; their N
     is non-embedding parameters, so a law fitted on another N column has no rung to pick.

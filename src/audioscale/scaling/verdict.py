@@ -1,0 +1,212 @@
+"""fits.json's ``verdict`` (plain words: where the RankMe law held and where it broke)
+and ``headline`` (the numbers a study ends with).
+
+Thresholds: Spearman ≥ 0.7 with CI above 0 "tracked"; ≥ 0.4 "moderately"; ≤ −0.4 "ran
+against"; otherwise "weak"; fewer than 5 runs "too few runs". Regimes: the runs are split
+at the median of epochs and of N; halves whose Spearman differ by < 0.3 are "similar";
+otherwise the law "held" in one half and "broke" in the other when those are ≥ 0.7 and
+< 0.4, else one half is "stronger".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from audioscale.scaling.learning import sentences as learning_sentences
+
+
+def _fmt_rho(d: dict) -> str:
+    ci = d.get("ci")
+    ci_s = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+    return f"{d['value']:.2f}{ci_s}, n={d.get('n')}"
+
+
+def verdict(fits: dict) -> str:
+    """Plain-words summary of where the RankMe law held and where it broke."""
+    svr = fits["score_vs_rankme"]
+    sp = svr["correlations"].get("spearman", {})
+    n = svr["n"]
+    if n < 5 or sp.get("value") is None:
+        return f"Too few runs with RankMe and a suite score to judge the relation (n={n})."
+    rho, ci = sp["value"], sp.get("ci")
+    if rho >= 0.7 and ci and ci[0] > 0:
+        parts = [f"RankMe tracked the suite score (Spearman {_fmt_rho(sp)})."]
+    elif rho >= 0.4:
+        parts = [f"RankMe tracked the suite score only moderately (Spearman {_fmt_rho(sp)})."]
+    elif rho <= -0.4:
+        parts = [
+            f"RankMe ran against the suite score here (Spearman {_fmt_rho(sp)}): higher RankMe "
+            "went with lower scores, so it cannot rank these runs."
+        ]
+    else:
+        parts = [
+            "The relation between RankMe and the suite score is weak here "
+            f"(Spearman {_fmt_rho(sp)})."
+        ]
+    parts += _regime_sentences(fits["confounds"])
+    ps = fits["confounds"].get("partial_spearman", {})
+    if ps.get("value") is not None:
+        covs = " and ".join(fits["confounds"]["covariates"])
+        parts.append(f"Controlling for {covs}, the partial Spearman is {_fmt_rho(ps)}.")
+    flagged = svr["residuals"].get("flagged", [])
+    if flagged:
+        ids = ", ".join(f["run_id"] for f in flagged[:5])
+        parts.append(
+            f"{len(flagged)} run(s) lie more than {svr['residuals']['z_threshold']:g} SD "
+            f"off the log-log fit: {ids}."
+        )
+    parts += _baseline_sentences(fits)
+    if "learning" in fits:
+        parts += learning_sentences(fits["learning"], fits.get("verification"))
+    parts += _axes_sentences(fits.get("axes", {}).get("leave_one_axis_out", {}))
+    fspl = (svr.get("validation", {}).get(svr.get("chosen_form") or "", {}) or {}).get(
+        "fit_small_predict_large", {}
+    )
+    if fspl.get("mae") is not None:
+        parts.append(
+            f"Fitted on the {fspl['n_train']} smaller-compute runs, the law predicted the "
+            f"{fspl['n_test']} larger ones with a mean absolute error of {fspl['mae']:.3g} "
+            "(suite units)."
+        )
+    return " ".join(parts)
+
+
+def _axes_sentences(loao: dict) -> list[str]:
+    """Leave-one-axis-out in words: which axes the RankMe law absorbs, which break it."""
+    tested = {a: r for a, r in loao.get("axes", {}).items() if r.get("verdict") != "not tested"}
+    if not tested:
+        return []
+    absorbed = [f"{a} ({r['mae']:.3f})" for a, r in tested.items() if r["verdict"].endswith("axis")]
+    broke = [f"{a} ({r['mae']:.3f})" for a, r in tested.items() if r["verdict"].endswith("it")]
+    out = []
+    tol = loao.get("tolerance", 0.02)
+    if absorbed:
+        out.append(
+            f"Leaving one axis out, the law absorbs {', '.join(absorbed)}: fitted without "
+            f"the runs that vary it, it predicts them within {tol:g} suite points (MAE)."
+        )
+    if broke:
+        out.append(f"These axes break it (MAE above {tol:g}): {', '.join(broke)}.")
+    return out
+
+
+def _regime_sentences(conf: dict) -> list[str]:
+    """Compare the Spearman below/at and above each median split, in words."""
+    out = []
+    for name, reg in conf.get("regimes", {}).items():
+        lo, hi = reg.get("low", {}), reg.get("high", {})
+        if lo.get("value") is None or hi.get("value") is None:
+            continue
+        label = "epochs" if name == "epochs" else "parameters"
+        cut = f"{reg['cut']:.3g}"
+        if abs(lo["value"] - hi["value"]) < 0.3:
+            out.append(
+                f"The Spearman was similar for runs with ≤ {cut} {label} ({_fmt_rho(lo)}) "
+                f"and > {cut} {label} ({_fmt_rho(hi)})."
+            )
+            continue
+        good, bad = (lo, hi) if lo["value"] > hi["value"] else (hi, lo)
+        g_side, b_side = ("≤", ">") if good is lo else (">", "≤")
+        if good["value"] >= 0.7 and bad["value"] < 0.4:
+            out.append(
+                f"It held for runs with {g_side} {cut} {label} (Spearman {_fmt_rho(good)}) "
+                f"and broke for runs with {b_side} {cut} {label} (Spearman {_fmt_rho(bad)})."
+            )
+        else:
+            out.append(
+                f"It was stronger for runs with {g_side} {cut} {label} (Spearman "
+                f"{_fmt_rho(good)}) than for {b_side} {cut} {label} ({_fmt_rho(bad)})."
+            )
+    return out
+
+
+def _finite(v: object) -> bool:
+    return v is not None and bool(np.isfinite(float(v)))
+
+
+def _external_sentence(external: list[dict], scores: list[float]) -> list[str]:
+    """Pretrained references, for scale: never fitted, never a bar to clear."""
+    if not external:
+        return []
+    listed = ", ".join(f"{b['run_id']} {b['suite']:.3g}" for b in external)
+    best = f"; best trained run {max(scores):.3g}" if scores else ""
+    return [
+        f"Pretrained reference encoders (other methods and data; not fitted, and their "
+        f"RankMe is not comparable with the runs') scored on the suite: {listed}{best}."
+    ]
+
+
+def _baseline_sentences(fits: dict) -> list[str]:
+    trained = [v for v in fits["score_vs_rankme"].get("rankme_values", []) if v is not None]
+    out = []
+    random = [b["rankme"] for b in fits.get("baselines", [])
+              if b.get("kind") == "random-init" and b.get("rankme") is not None]  # fmt: skip
+    if random and trained:
+        lo, hi = min(trained), max(trained)
+        where = {"above": sum(v > hi for v in random), "below": sum(v < lo for v in random)}
+        where["within"] = len(random) - where["above"] - where["below"]
+        counts = ", ".join(f"{n} {k}" for k, n in where.items() if n)
+        lo_r, hi_r = f"{min(random):.3g}", f"{max(random):.3g}"
+        span = lo_r if lo_r == hi_r else f"{lo_r}-{hi_r}"
+        out.append(
+            f"The {len(random)} random-init encoder(s) had RankMe {span} ({counts} the trained "
+            f"runs' range [{lo:.3g}, {hi:.3g}]): compare RankMe among trained runs only."
+        )
+    scores = [v for v in fits["score_vs_rankme"].get("suite_values", []) if _finite(v)]
+    scored = [b for b in fits.get("baselines", []) if _finite(b.get("suite"))]
+    out += _external_sentence([b for b in scored if b.get("kind") == "external"], scores)
+    scored = [b for b in scored if b.get("kind") != "external"]
+    # random init as the learning checks see it (each architecture's mean over its init
+    # seeds) when they paired it with trained runs; else the random-init rows themselves
+    br = ((fits.get("learning") or {}).get("baselines") or {}).get("best_random_init")
+    if br and _finite(br.get("suite")):
+        scored = [b for b in scored if b.get("kind") != "random-init"]
+        n = br.get("n_seeds", 1)
+        kind = f"random-init, mean of {n} init seeds" if n > 1 else "random-init"
+        scored.append({"kind": kind, "run_id": br["run_id"], "suite": br["suite"]})
+    if scores and scored:
+        best = max(scored, key=lambda b: b["suite"])
+        if best["suite"] > max(scores):
+            out.append(
+                f"The best baseline ({best['kind']}, {best['run_id']}) scored {best['suite']:.3g} "
+                f"on the suite, above every trained run (best {max(scores):.3g}): these encoders "
+                "are not yet better than the baseline, so the law describes runs that are still "
+                "short of useful training; train longer before reading it as a recipe."
+            )
+        else:
+            out.append(
+                f"The best trained run scored {max(scores):.3g} on the suite, above every "
+                f"baseline (best: {best['kind']}, {best['suite']:.3g})."
+            )
+    return out
+
+
+def headline(fits: dict) -> dict:
+    svr = fits["score_vs_rankme"]
+    form = svr.get("chosen_form")
+    b = {"value": None, "ci": None}
+    if form:
+        pc = svr["forms"][form].get("params_ci", {}).get("b")
+        if pc:
+            b = {"value": pc["value"], "ci": pc["ci"]}
+    sp = svr["correlations"].get("spearman", {})
+    fspl = (svr.get("validation", {}).get(form or "", {}) or {}).get("fit_small_predict_large", {})
+    vb = (fits.get("learning") or {}).get("baselines", {})
+    ver = fits.get("verification") or {}
+    out = {
+        "n_runs": fits["data"]["n_trained"],
+        "spearman_rankme_suite": {"value": sp.get("value"), "ci": sp.get("ci")},
+        "exponent_b": b,
+        "chosen_form": form,
+        "fit_small_predict_large_mae": fspl.get("mae"),
+        "best_trained_suite": (vb.get("best_trained") or {}).get("suite"),
+        "margin_over_random_init": vb.get("margin_over_random_init"),
+        "margin_over_logmel": vb.get("margin_over_logmel"),
+        "verification": ver.get("outcome") or ver.get("note"),
+    }
+    if ver.get("run"):
+        pred = ver.get("predicted", {})
+        out["verification_predicted"] = {"value": pred.get("suite"), "ci": pred.get("interval")}
+        out["verification_measured"] = (ver.get("measured") or {}).get("suite")
+    out["verdict"] = fits["verdict"]
+    return out
