@@ -26,6 +26,7 @@ Choices, all stated in fits.json:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -67,16 +68,30 @@ def axis_value(r: dict, column: str) -> object:
     return round(v, 1) if column == "clip_seconds" and isinstance(v, float) else v
 
 
+def base_config(
+    rows: list[dict],
+    columns: Iterable[str],
+    value: Callable[[dict, str], object] = lambda r, c: r.get(c),
+    order: Callable[[object], object] = str,
+    skip_missing: bool = False,
+) -> dict[str, object]:
+    """The base config of a study: the most common ``value(row, column)`` of each column
+    among ``rows``, ties to the first in ``order``; None when no row has a value.
+    ``skip_missing`` leaves None out of the count (else "missing" can be the base)."""
+    base: dict[str, object] = {}
+    for c in columns:
+        vals = [value(r, c) for r in rows]
+        counts = Counter(v for v in vals if v is not None or not skip_missing)
+        top = max(counts.values()) if counts else 0
+        tied = sorted((v for v, k in counts.items() if k == top), key=order)
+        base[c] = tied[0] if tied else None
+    return base
+
+
 def base_values(rows: list[dict]) -> dict[str, object]:
     """Most common value of every axis column among ``rows`` (ties: the smallest)."""
-    base = {}
-    for cols in AXES.values():
-        for c in cols:
-            counts = Counter(axis_value(r, c) for r in rows)
-            top = max(counts.values()) if counts else 0
-            tied = sorted((v for v, k in counts.items() if k == top), key=_sort_key)
-            base[c] = tied[0] if tied else None
-    return base
+    columns = [c for cols in AXES.values() for c in cols]
+    return base_config(rows, columns, value=axis_value, order=_sort_key)
 
 
 def varies(rows: list[dict], base: dict[str, object]) -> dict[str, np.ndarray]:

@@ -33,6 +33,7 @@ import math
 import numpy as np
 
 from audioscale.scaling.allocation import JOINT_KEYS, rankme_prediction
+from audioscale.scaling.axes import base_config
 from audioscale.scaling.bootstrap import RESIDUAL_METHOD, residual_resamples, summarise
 from audioscale.scaling.powerlaw import WARM_MAX_NFEV, fit_joint, joint_start_from
 from audioscale.utils import finite_or_none, float_or_nan
@@ -170,11 +171,7 @@ def _col(rows: list[dict], key: str) -> np.ndarray:
     return np.array([float_or_nan(r.get(key)) for r in rows], dtype=float)
 
 
-def _mode(rows: list[dict], key: str, default: object) -> object:
-    vals = [r.get(key) for r in rows if r.get(key) is not None]
-    return max(sorted(set(vals), key=str), key=vals.count) if vals else default
-
-
+BASE_COLUMNS = ("family", "patch", "mask_ratio", "clip_seconds", "batch_size")
 MAX_RUNG_FACTOR = 4.0  # rungs above 4x the largest trained N are not candidates
 
 
@@ -205,10 +202,10 @@ def verification_for(
                         "params_nonembed (results without it predate that column)"}  # fmt: skip
     n, d, err = _col(trained, n_col), _col(trained, "examples_seen"), 1 - _col(trained, "suite")
     ok = np.isfinite(n) & np.isfinite(d) & np.isfinite(err) & (n > 0) & (d > 0) & (err > 0)
-    base_model = {k: _mode(trained, k, None) for k in ("family", "patch", "mask_ratio")}
-    base_model = {k: v for k, v in base_model.items() if v is not None}
-    clip = float(_mode(trained, "clip_seconds", 2.0))  # type: ignore[arg-type]
-    batch = int(_mode(trained, "batch_size", 32))  # type: ignore[arg-type]
+    base = base_config(trained, BASE_COLUMNS, skip_missing=True)
+    base_model = {k: base[k] for k in ("family", "patch", "mask_ratio") if base[k] is not None}
+    clip = float(2.0 if base["clip_seconds"] is None else base["clip_seconds"])  # type: ignore[arg-type]
+    batch = int(32 if base["batch_size"] is None else base["batch_size"])  # type: ignore[arg-type]
     cands = [c for c in ladder_candidates(base_model, None, clip)
              if c[1] <= MAX_RUNG_FACTOR * float(np.nanmax(n[ok]))]  # fmt: skip
     out = plan(alloc, n[ok], d[ok], err[ok], cands, batch, seed, n_resamples, level)
