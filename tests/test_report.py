@@ -189,7 +189,7 @@ def test_report_cli_bad_fits_json_is_one_line_error(tmp_path, capsys):
 def test_table_escapes_cells_by_default():
     from markupsafe import Markup
 
-    from audioscale.report.html import table
+    from audioscale.report.cells import table
 
     out = table(["<b>h</b>"], [["<script>alert(1)</script>", Markup("<i>kept</i>")]])
     assert "<script>" not in out and "&lt;script&gt;alert(1)&lt;/script&gt;" in out

@@ -475,7 +475,7 @@ def test_allocation_edge_optima_are_treated_alike_in_point_and_bootstrap(monkeyp
 
 
 def test_fits_json_and_report_show_failed_folds_and_refused_intervals():
-    from audioscale.report.html import est, loo_mae
+    from audioscale.report.cells import est, loo_mae
 
     rows, ckpt = synthetic_rows(16, seed=1)
     f = fit_results(rows, ckpt, FAST)

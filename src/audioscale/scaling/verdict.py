@@ -13,55 +13,43 @@ from __future__ import annotations
 import numpy as np
 
 from audioscale.scaling.learning import sentences as learning_sentences
+from audioscale.scaling.schema import Confounds, Estimate, Fits, typed
 
 
-def _fmt_rho(d: dict) -> str:
-    ci = d.get("ci")
-    ci_s = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
-    return f"{d['value']:.2f}{ci_s}, n={d.get('n')}"
+def _fmt_rho(d: Estimate) -> str:
+    ci_s = f" [{d.ci[0]:.2f}, {d.ci[1]:.2f}]" if d.ci else ""
+    return f"{d.value:.2f}{ci_s}, n={d.n}"
 
 
-def verdict(fits: dict) -> str:
+def verdict(fits: Fits | dict) -> str:
     """Plain-words summary of where the RankMe law held and where it broke."""
-    svr = fits["score_vs_rankme"]
-    sp = svr["correlations"].get("spearman", {})
-    n = svr["n"]
-    if n < 5 or sp.get("value") is None:
+    fits = typed(fits)
+    svr = fits.score_vs_rankme
+    assert svr is not None and fits.confounds is not None
+    sp = (svr.correlations or {}).get("spearman") or Estimate()
+    n = svr.n
+    if n < 5 or sp.value is None:
         return f"Too few runs with RankMe and a suite score to judge the relation (n={n})."
-    rho, ci = sp["value"], sp.get("ci")
-    if rho >= 0.7 and ci and ci[0] > 0:
-        parts = [f"RankMe tracked the suite score (Spearman {_fmt_rho(sp)})."]
-    elif rho >= 0.4:
-        parts = [f"RankMe tracked the suite score only moderately (Spearman {_fmt_rho(sp)})."]
-    elif rho <= -0.4:
-        parts = [
-            f"RankMe ran against the suite score here (Spearman {_fmt_rho(sp)}): higher RankMe "
-            "went with lower scores, so it cannot rank these runs."
-        ]
-    else:
-        parts = [
-            "The relation between RankMe and the suite score is weak here "
-            f"(Spearman {_fmt_rho(sp)})."
-        ]
-    parts += _regime_sentences(fits["confounds"])
-    ps = fits["confounds"].get("partial_spearman", {})
-    if ps.get("value") is not None:
-        covs = " and ".join(fits["confounds"]["covariates"])
+    parts = [_relation_sentence(sp)]
+    parts += _regime_sentences(fits.confounds)
+    ps = fits.confounds.partial_spearman
+    if ps is not None and ps.value is not None:
+        covs = " and ".join(fits.confounds.covariates or [])
         parts.append(f"Controlling for {covs}, the partial Spearman is {_fmt_rho(ps)}.")
-    flagged = svr["residuals"].get("flagged", [])
+    flagged = (svr.residuals.flagged if svr.residuals else None) or []
     if flagged:
         ids = ", ".join(f["run_id"] for f in flagged[:5])
         parts.append(
-            f"{len(flagged)} run(s) lie more than {svr['residuals']['z_threshold']:g} SD "
+            f"{len(flagged)} run(s) lie more than {svr.residuals.z_threshold:g} SD "  # type: ignore[union-attr]
             f"off the log-log fit: {ids}."
         )
     parts += _baseline_sentences(fits)
-    if "learning" in fits:
-        parts += learning_sentences(fits["learning"], fits.get("verification"))
-    parts += _axes_sentences(fits.get("axes", {}).get("leave_one_axis_out", {}))
-    fspl = (svr.get("validation", {}).get(svr.get("chosen_form") or "", {}) or {}).get(
-        "fit_small_predict_large", {}
-    )
+    if fits.learning is not None:
+        parts += learning_sentences(fits.learning, fits.verification)
+    loao = fits.axes.leave_one_axis_out if fits.axes else None
+    parts += _axes_sentences(loao or {})
+    chosen = svr.chosen_validation()
+    fspl = (chosen.fit_small_predict_large if chosen else None) or {}
     if fspl.get("mae") is not None:
         parts.append(
             f"Fitted on the {fspl['n_train']} smaller-compute runs, the law predicted the "
@@ -69,6 +57,24 @@ def verdict(fits: dict) -> str:
             "(suite units)."
         )
     return " ".join(parts)
+
+
+def _relation_sentence(sp: Estimate) -> str:
+    """The first sentence: how RankMe and the suite score went together."""
+    rho, ci = sp.value, sp.ci
+    assert rho is not None
+    if rho >= 0.7 and ci and ci[0] > 0:
+        return f"RankMe tracked the suite score (Spearman {_fmt_rho(sp)})."
+    if rho >= 0.4:
+        return f"RankMe tracked the suite score only moderately (Spearman {_fmt_rho(sp)})."
+    if rho <= -0.4:
+        return (
+            f"RankMe ran against the suite score here (Spearman {_fmt_rho(sp)}): higher RankMe "
+            "went with lower scores, so it cannot rank these runs."
+        )
+    return (
+        f"The relation between RankMe and the suite score is weak here (Spearman {_fmt_rho(sp)})."
+    )
 
 
 def _axes_sentences(loao: dict) -> list[str]:
@@ -90,24 +96,25 @@ def _axes_sentences(loao: dict) -> list[str]:
     return out
 
 
-def _regime_sentences(conf: dict) -> list[str]:
+def _regime_sentences(conf: Confounds) -> list[str]:
     """Compare the Spearman below/at and above each median split, in words."""
     out = []
-    for name, reg in conf.get("regimes", {}).items():
-        lo, hi = reg.get("low", {}), reg.get("high", {})
-        if lo.get("value") is None or hi.get("value") is None:
+    for name, reg in (conf.regimes or {}).items():
+        lo = Estimate.from_dict(reg.get("low")) or Estimate()
+        hi = Estimate.from_dict(reg.get("high")) or Estimate()
+        if lo.value is None or hi.value is None:
             continue
         label = "epochs" if name == "epochs" else "parameters"
         cut = f"{reg['cut']:.3g}"
-        if abs(lo["value"] - hi["value"]) < 0.3:
+        if abs(lo.value - hi.value) < 0.3:
             out.append(
                 f"The Spearman was similar for runs with ≤ {cut} {label} ({_fmt_rho(lo)}) "
                 f"and > {cut} {label} ({_fmt_rho(hi)})."
             )
             continue
-        good, bad = (lo, hi) if lo["value"] > hi["value"] else (hi, lo)
+        good, bad = (lo, hi) if lo.value > hi.value else (hi, lo)
         g_side, b_side = ("≤", ">") if good is lo else (">", "≤")
-        if good["value"] >= 0.7 and bad["value"] < 0.4:
+        if good.value >= 0.7 and bad.value < 0.4:
             out.append(
                 f"It held for runs with {g_side} {cut} {label} (Spearman {_fmt_rho(good)}) "
                 f"and broke for runs with {b_side} {cut} {label} (Spearman {_fmt_rho(bad)})."
@@ -136,10 +143,13 @@ def _external_sentence(external: list[dict], scores: list[float]) -> list[str]:
     ]
 
 
-def _baseline_sentences(fits: dict) -> list[str]:
-    trained = [v for v in fits["score_vs_rankme"].get("rankme_values", []) if v is not None]
+def _baseline_sentences(fits: Fits) -> list[str]:
+    svr = fits.score_vs_rankme
+    assert svr is not None
+    rows = [b.to_dict() for b in fits.baselines or []]
+    trained = [v for v in svr.rankme_values or [] if v is not None]
     out = []
-    random = [b["rankme"] for b in fits.get("baselines", [])
+    random = [b["rankme"] for b in rows
               if b.get("kind") == "random-init" and b.get("rankme") is not None]  # fmt: skip
     if random and trained:
         lo, hi = min(trained), max(trained)
@@ -152,13 +162,14 @@ def _baseline_sentences(fits: dict) -> list[str]:
             f"The {len(random)} random-init encoder(s) had RankMe {span} ({counts} the trained "
             f"runs' range [{lo:.3g}, {hi:.3g}]): compare RankMe among trained runs only."
         )
-    scores = [v for v in fits["score_vs_rankme"].get("suite_values", []) if _finite(v)]
-    scored = [b for b in fits.get("baselines", []) if _finite(b.get("suite"))]
+    scores = [v for v in svr.suite_values or [] if _finite(v)]
+    scored = [b for b in rows if _finite(b.get("suite"))]
     out += _external_sentence([b for b in scored if b.get("kind") == "external"], scores)
     scored = [b for b in scored if b.get("kind") != "external"]
     # random init as the learning checks see it (each architecture's mean over its init
     # seeds) when they paired it with trained runs; else the random-init rows themselves
-    br = ((fits.get("learning") or {}).get("baselines") or {}).get("best_random_init")
+    vb = fits.learning.baselines if fits.learning else None
+    br = vb.best_random_init if vb else None
     if br and _finite(br.get("suite")):
         scored = [b for b in scored if b.get("kind") != "random-init"]
         n = br.get("n_seeds", 1)
@@ -181,32 +192,39 @@ def _baseline_sentences(fits: dict) -> list[str]:
     return out
 
 
-def headline(fits: dict) -> dict:
-    svr = fits["score_vs_rankme"]
-    form = svr.get("chosen_form")
+def headline(fits: Fits | dict) -> dict:
+    """fits.json's ``headline``: the numbers a study ends with."""
+    fits = typed(fits)
+    svr, data = fits.score_vs_rankme, fits.data
+    assert svr is not None and data is not None
+    form = svr.chosen_form
     b = {"value": None, "ci": None}
     if form:
-        pc = svr["forms"][form].get("params_ci", {}).get("b")
+        pc = ((svr.forms or {})[form].get("params_ci") or {}).get("b")
         if pc:
             b = {"value": pc["value"], "ci": pc["ci"]}
-    sp = svr["correlations"].get("spearman", {})
-    fspl = (svr.get("validation", {}).get(form or "", {}) or {}).get("fit_small_predict_large", {})
-    vb = (fits.get("learning") or {}).get("baselines", {})
-    ver = fits.get("verification") or {}
+    sp = (svr.correlations or {}).get("spearman") or Estimate()
+    chosen = svr.chosen_validation()
+    fspl = (chosen.fit_small_predict_large if chosen else None) or {}
+    vb = fits.learning.baselines if fits.learning else None
+    ver = fits.verification
     out = {
-        "n_runs": fits["data"]["n_trained"],
-        "spearman_rankme_suite": {"value": sp.get("value"), "ci": sp.get("ci")},
+        "n_runs": data.n_trained,
+        "spearman_rankme_suite": {"value": sp.value, "ci": sp.ci},
         "exponent_b": b,
         "chosen_form": form,
         "fit_small_predict_large_mae": fspl.get("mae"),
-        "best_trained_suite": (vb.get("best_trained") or {}).get("suite"),
-        "margin_over_random_init": vb.get("margin_over_random_init"),
-        "margin_over_logmel": vb.get("margin_over_logmel"),
-        "verification": ver.get("outcome") or ver.get("note"),
+        "best_trained_suite": (vb.best_trained or {}).get("suite") if vb else None,
+        "margin_over_random_init": vb.margin_over_random_init if vb else None,
+        "margin_over_logmel": vb.margin_over_logmel if vb else None,
+        "verification": (ver.outcome or ver.note) if ver else None,
     }
-    if ver.get("run"):
-        pred = ver.get("predicted", {})
-        out["verification_predicted"] = {"value": pred.get("suite"), "ci": pred.get("interval")}
-        out["verification_measured"] = (ver.get("measured") or {}).get("suite")
-    out["verdict"] = fits["verdict"]
+    if ver and ver.run:
+        pred = ver.predicted
+        out["verification_predicted"] = {
+            "value": pred.suite if pred else None,
+            "ci": pred.interval if pred else None,
+        }
+        out["verification_measured"] = ver.measured.suite if ver.measured else None
+    out["verdict"] = fits.verdict
     return out

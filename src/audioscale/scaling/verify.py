@@ -226,9 +226,18 @@ def verification_for(
         )}  # fmt: skip
         out["outcome"] = "not run"
         return out
-    out["run_id"] = match[0].get("run_id")
-    # predict at what the run measured it was (its N and examples seen), not the plan
-    n_run, d_run = _col(match, "params_nonembed")[0], _col(match, "examples_seen")[0]
+    return _checked(out, match[0], trained, (n, d, err, ok), (seed, n_resamples, level))
+
+
+def _checked(out: dict, row: dict, trained: list[dict], law: tuple, boot: tuple) -> dict:
+    """The plan ``out`` checked against its measured verify ``row``: predictions at the
+    N and examples the run measured (not the plan's), then hit or miss."""
+    n, d, err, ok = law
+    seed, n_resamples, level = boot
+    run, rankme = out["run"], _col(trained, "rankme")
+    planned_at = _col([run], "N")[0], _col([run], "D")[0]
+    out["run_id"] = row.get("run_id")
+    n_run, d_run = _col([row], "params_nonembed")[0], _col([row], "examples_seen")[0]
     measured_at = bool(np.isfinite(n_run) and np.isfinite(d_run) and n_run > 0 and d_run > 0)
     if measured_at and (n_run, d_run) != (run.get("N"), run.get("D")):
         err_at = predict_interval(n[ok], d[ok], err[ok], n_run, d_run, n_resamples, seed, level)
@@ -239,6 +248,6 @@ def verification_for(
     out["predicted"] = {**out.get("predicted", {}), "rankme": rankme_prediction(
         n, d, rankme, at_n, at_d, n_resamples, seed, level, new_run=True
     )}  # fmt: skip
-    out = check(out, float(_col(match, "suite")[0]))
-    out["measured"]["rankme"] = finite_or_none(_col(match, "rankme")[0])
+    out = check(out, float(_col([row], "suite")[0]))
+    out["measured"]["rankme"] = finite_or_none(_col([row], "rankme")[0])
     return out

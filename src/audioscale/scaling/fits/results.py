@@ -23,6 +23,7 @@ from audioscale.scaling.fits.sections import (
     model_selection,
 )
 from audioscale.scaling.learning import compute_buys_quality, versus_baselines
+from audioscale.scaling.schema import typed
 from audioscale.scaling.verdict import headline, verdict
 from audioscale.scaling.verify import verification_for
 from audioscale.utils import float_or_nan
@@ -85,6 +86,6 @@ def fit_results(
         trained, verify_rows, clean(fits["joint"]), s.seed, s.n_resamples_joint, s.level
     )
     fits = clean(fits)
-    fits["verdict"] = verdict(fits)
-    fits["headline"] = headline(fits)
+    fits["verdict"] = verdict(typed(fits))
+    fits["headline"] = headline(typed(fits))
     return fits
