@@ -107,7 +107,7 @@ def _fit_lines(ax, svr: ScoreVsRankme) -> None:
     """Each converged form's fit line; the chosen one solid, with its bootstrap band."""
     chosen = svr.chosen_form
     for form, fd in (svr.forms or {}).items():
-        band = fd.get("band") or {}
+        band = fd.band or {}
         if not band or band.get("fit") is None:
             continue
         gx, style = np.array(band["x"], float), "-" if form == chosen else "--"
@@ -267,7 +267,8 @@ def fig_early_training(rows: list[dict], ckpt: list[dict], fits: Fits | dict) ->
         s, r = c.get("step"), c.get("rankme")
         if s is not None and r is not None and math.isfinite(float(r)) and float(s) > 0:
             runs.setdefault(str(c.get("run_id")), []).append((float(s), float(r)))
-    pts = [p for p in (fits.early_training or {}).get("points", []) if p.get("value") is not None]
+    points = (fits.early_training.points if fits.early_training else None) or []
+    pts = [p.to_dict() for p in points if p.value is not None]
     if not runs and not pts:
         raise NoFigure("no checkpoint metrics were recorded")
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -308,7 +309,7 @@ def fig_early_training(rows: list[dict], ckpt: list[dict], fits: Fits | dict) ->
 def fig_metric_comparison(rows: list[dict], ckpt: list[dict], fits: Fits | dict) -> Figure:
     """Signed Spearman of each label-free metric with the suite and domain scores (CIs)."""
     fits = typed(fits)
-    targets = (fits.metric_comparison or {}).get("targets", {})
+    targets = (fits.metric_comparison.targets if fits.metric_comparison else None) or {}
     if not targets:
         raise NoFigure("no suite or domain scores to compare metrics on")
     metrics = list(next(iter(targets.values())).keys())

@@ -18,11 +18,14 @@ from audioscale.scaling.fits.common import col, is_trained
 from audioscale.scaling.schema import (
     Axes,
     Confounds,
+    FitForm,
     Fits,
     Headline,
+    JointLaw,
     Learning,
     LearningBaselines,
     Measured,
+    MetricComparison,
     Prediction,
     ScoreVsRankme,
     Verification,
@@ -100,22 +103,22 @@ def sec_headline(fits: Fits) -> str:
     )
 
 
-def _fit_rows(forms: dict) -> list[list[str]]:
+def _fit_rows(forms: dict[str, FitForm]) -> list[list[str]]:
     out = []
     for form, fd in forms.items():
-        pci = fd.get("params_ci") or {}
+        pci = fd.params_ci or {}
         ps = Markup(", ").join(
             Markup("{} = {}").format(k, est(pci[k]) if k in pci else fmt(v))
-            for k, v in (fd.get("params") or {}).items()
+            for k, v in (fd.params or {}).items()
         )
-        status = "ok" if fd.get("converged") else note(fd.get("message"))
+        status = "ok" if fd.converged else note(fd.message)
         out.append(
             [
                 form,
-                ps if fd.get("converged") else "–",
-                est(pci["r2_log"]) if "r2_log" in pci else fmt(fd.get("r2_log")),
-                fmt(fd.get("aic")),
-                fmt(fd.get("aicc")),
+                ps if fd.converged else "–",
+                est(pci["r2_log"]) if "r2_log" in pci else fmt(fd.r2_log),
+                fmt(fd.aic),
+                fmt(fd.aicc),
                 status,
             ]
         )
@@ -127,7 +130,7 @@ def sec_score_vs_rankme(fits: Fits, figs: dict) -> str:
     parts = ["<h2>Suite score vs RankMe</h2>", figure_html(figs.get("score_vs_rankme"))]
     parts.append(
         f"<p>n = {svr.n} trained runs; chosen form: <b>{esc(svr.chosen_form)}</b> "
-        f"({esc((svr.choice or {}).get('reason', ''))}). "
+        f"({esc(svr.choice.reason if svr.choice else '')}). "
         "Power law: score = a·RankMe<sup>b</sup>; "
         "saturating: score = c − a·RankMe<sup>−b</sup>. Both fitted on log residuals.</p>"
     )
@@ -225,38 +228,17 @@ def sec_joint(fits: Fits) -> str:
         return parts[0] + f"<p class='note'>{esc(joint['note'])}</p>"
     rows = []
     for name, res in joint.items():
-        j = res.get("joint", {})
-        pci = j.get("params_ci", {})
-        if not j.get("converged"):
-            rows.append(
-                [
-                    name,
-                    fmt(res.get("n")),
-                    note(f"not fitted: {j.get('message')}"),
-                    "–",
-                    "–",
-                ]
-            )
+        j = res.joint or FitForm()
+        pci = j.params_ci or {}
+        if not j.converged:
+            rows.append([name, fmt(res.n), note(f"not fitted: {j.message}"), "–", "–"])
             continue
         ps = Markup(", ").join(
             Markup("{} = {}").format(k, est(pci[k]) if k in pci else fmt(v))
-            for k, v in j["params"].items()
+            for k, v in (j.params or {}).items()
         )
-        alloc: object = "–"
-        if res.get("N"):
-            alloc = Markup("N* = {}, D* = {}, predicted {} = {}").format(
-                est(res["N"]), est(res["D"]), name, est(res["L"])
-            )
-            if (res.get("rankme_at_allocation") or {}).get("value") is not None:
-                alloc += Markup(", RankMe there = {}").format(est(res["rankme_at_allocation"]))
-            if res.get("extrapolation"):
-                alloc += Markup(" <b>(extrapolation)</b>")
-            if res.get("on_grid_edge"):
-                alloc += Markup(" ") + note("(optimum on the search edge)")
-        elif res.get("note"):
-            alloc = note(res["note"])
-        rows.append([name, fmt(res.get("n")), ps, j.get("message"), alloc])
-    budget = next((r.get("budget_flops") for r in joint.values() if r.get("budget_flops")), None)
+        rows.append([name, fmt(res.n), ps, j.message, _allocation_cell(name, res)])
+    budget = next((r.budget_flops for r in joint.values() if r.budget_flops), None)
     parts.append(
         table(
             ["target", "n", "parameters [95% CI]", "fit", "allocation at the budget [95% CI]"], rows
@@ -270,9 +252,27 @@ def sec_joint(fits: Fits) -> str:
     return "".join(parts)
 
 
+def _allocation_cell(name: str, res: JointLaw) -> object:
+    """N*, D* and the predicted target at the budget (and RankMe there), or why not."""
+    alloc: object = "–"
+    if res.N:
+        alloc = Markup("N* = {}, D* = {}, predicted {} = {}").format(
+            est(res.N), est(res.D), name, est(res.L)
+        )
+        if res.rankme_at_allocation and res.rankme_at_allocation.value is not None:
+            alloc += Markup(", RankMe there = {}").format(est(res.rankme_at_allocation))
+        if res.extrapolation:
+            alloc += Markup(" <b>(extrapolation)</b>")
+        if res.on_grid_edge:
+            alloc += Markup(" ") + note("(optimum on the search edge)")
+    elif res.note:
+        alloc = note(res.note)
+    return alloc
+
+
 def sec_early(fits: Fits, figs: dict) -> str:
-    pts = (fits.early_training or {}).get("points", [])
-    rows = [[fmt(p.get("fraction")), fmt(p.get("n")), est(p)] for p in pts]
+    pts = (fits.early_training.points if fits.early_training else None) or []
+    rows = [[fmt(p.extra.get("fraction")), fmt(p.n), est(p)] for p in pts]
     body = (
         table(["fraction of training", "n runs", "Spearman with final suite [95% CI]"], rows)
         if rows
@@ -282,15 +282,15 @@ def sec_early(fits: Fits, figs: dict) -> str:
 
 
 def sec_metrics(fits: Fits, figs: dict) -> str:
-    mc = fits.metric_comparison or {}
-    targets = mc.get("targets", {})
+    mc = fits.metric_comparison or MetricComparison()
+    targets = mc.targets or {}
     if not targets:
         return "<h2>Metric comparison</h2><p class='note'>No scores to compare metrics on.</p>"
     metrics = list(next(iter(targets.values())).keys())
     header = ["metric (sign)"] + [f"{t}: Spearman [CI] / LOO MAE" for t in targets]
     rows = []
     for m in metrics:
-        sign = mc.get("direction", {}).get(m, 1)
+        sign = mc.direction.get(m, 1) if mc.direction else 1
         cells: list[object] = [f"{m} ({'+' if sign > 0 else '−'})"]
         for t in targets:
             e = targets[t].get(m, {})
@@ -362,23 +362,23 @@ def sec_learning(fits: Fits) -> str:
     parts = ["<h2>Did learning happen?</h2>"]
     rows = []
     if vb.best_trained:
-        rows.append(["best trained run", esc(vb.best_trained["run_id"]),
-                     fmt(vb.best_trained["suite"]), ""])  # fmt: skip
+        rows.append(["best trained run", esc(vb.best_trained.run_id),
+                     fmt(vb.best_trained.suite), ""])  # fmt: skip
     if vb.best_random_init:
         own = vb.vs_own_random_init or {}
         br = vb.best_random_init
-        n = br.get("n_seeds", 1)
+        n = br.seeds
         label = "best random-init encoder" + (f" (mean of {n} init seeds)" if n > 1 else "")
-        rows.append([label, esc(", ".join(br.get("run_ids") or [br["run_id"]])),
-                     fmt(br["suite"]), fmt(vb.margin_over_random_init)])  # fmt: skip
+        rows.append([label, esc(", ".join(br.run_ids or [br.run_id])),
+                     fmt(br.suite), fmt(vb.margin_over_random_init)])  # fmt: skip
         rows.append(["trained runs beating their own random init" + (" (mean)" if n > 1 else ""),
                      "",
                      esc(f"{own['n_beat']} of {own['n_compared']}"),
                      fmt(own["mean_margin"])])  # fmt: skip
     if vb.logmel:
-        rows.append(["log-mel baseline (standardised)", esc(vb.logmel["run_id"]),
-                     fmt(vb.logmel["suite"]), fmt(vb.margin_over_logmel)])  # fmt: skip
-    for e in vb.extra.get("external", []):
+        rows.append(["log-mel baseline (standardised)", esc(vb.logmel.run_id),
+                     fmt(vb.logmel.suite), fmt(vb.margin_over_logmel)])  # fmt: skip
+    for e in vb.external or []:
         rows.append(["pretrained reference (external, not fitted)", esc(e["run_id"]),
                      fmt(e["suite"]), fmt(e.get("best_trained_minus_this"))])  # fmt: skip
     if rows:

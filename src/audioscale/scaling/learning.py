@@ -33,6 +33,7 @@ from audioscale.scaling.schema import (
     Learning,
     LearningBaselines,
     Prediction,
+    RandomInitMean,
     Verification,
 )
 from audioscale.utils import finite_or_none
@@ -176,18 +177,18 @@ def _baseline_sentences(vb: LearningBaselines) -> list[str]:
         m = vb.margin_over_random_init
         own = vb.vs_own_random_init or {}
         verb = "beat" if m >= MARGIN else "did not clearly beat" if m > 0 else "did not beat"
-        br = vb.best_random_init or {}
-        n = br.get("n_seeds", 1)
+        br = vb.best_random_init or RandomInitMean()
+        n = br.seeds
         what = (
             f"the best random-init architecture (mean of {n} init seeds "
-            f"{br['suite']:.3f}, range {br['suite_min']:.3f}-{br['suite_max']:.3f})"
-            if n > 1 else f"the best random-init encoder ({br['suite']:.3f})"
+            f"{br.suite:.3f}, range {br.suite_min:.3f}-{br.suite_max:.3f})"
+            if n > 1 else f"the best random-init encoder ({br.suite:.3f})"
         )  # fmt: skip
         mine = "the mean of their own architecture's random inits" if n > 1 else (
             "the random-init encoder of their own architecture")  # fmt: skip
         out.append(
             f"Training {verb} random init: the best trained run scored "
-            f"{(vb.best_trained or {})['suite']:.3f}, {m:+.3f} against {what}; "
+            f"{vb.best_trained.suite:.3f}, {m:+.3f} against {what}; "  # type: ignore[union-attr]
             f"{own['n_beat']} of {own['n_compared']} trained runs beat {mine}."
         )
     if vb.margin_over_logmel is not None:
@@ -199,7 +200,7 @@ def _baseline_sentences(vb: LearningBaselines) -> list[str]:
         )  # fmt: skip
         out.append(
             f"The best trained run {how} the standardised log-mel baseline "
-            f"({(vb.logmel or {})['suite']:.3f}): {m:+.3f}."
+            f"({vb.logmel.suite:.3f}): {m:+.3f}."  # type: ignore[union-attr]
         )
     return out
 

@@ -7,8 +7,8 @@ is None here (``Optional``), never an empty dict. Keys a class does not name are
 in its ``extra`` and written back as they were, so the typed layer can name only what
 its readers use (the verdict, the headline, the report, the learning sentences, the
 study) while the file keeps every key. Sections read only by the report's tables and
-figures (``laws``, ``joint``, ``metric_comparison``, ``early_training``, ...) stay plain
-dicts inside ``Fits``.
+figures in detail (``laws``, ``model_selection``, the per-target metric table, ...) stay
+plain dicts inside ``Fits``.
 """
 
 from __future__ import annotations
@@ -130,13 +130,37 @@ class BaselineRow(Node):
 
 
 @dataclass(kw_only=True)
+class FitForm(Node):
+    """One fitted law (``powerlaw.Fit.to_dict``) with its intervals and band."""
+
+    form: str | None = None
+    params: dict[str, float | None] | None = None
+    n: int | None = None
+    converged: bool | None = None
+    message: str | None = None
+    r2_log: float | None = None
+    aic: float | None = None
+    aicc: float | None = None
+    params_ci: dict[str, Estimate] | None = None
+    band: dict | None = None
+
+
+@dataclass(kw_only=True)
+class Choice(Node):
+    """How the chosen form was chosen (``powerlaw.choose``)."""
+
+    criterion: str | None = None
+    reason: str | None = None
+
+
+@dataclass(kw_only=True)
 class ScoreVsRankme(Node):
     n: int | None = None
     run_ids: list[str] | None = None
     correlations: dict[str, Estimate] | None = None
-    forms: dict[str, dict] | None = None
+    forms: dict[str, FitForm] | None = None
     chosen_form: str | None = None
-    choice: dict | None = None
+    choice: Choice | None = None
     validation: dict[str, Validation] | None = None
     residuals: Residuals | None = None
     rankme_values: list[float | None] | None = None
@@ -144,7 +168,14 @@ class ScoreVsRankme(Node):
 
     def chosen_validation(self) -> Validation | None:
         """The validation of the chosen form, if it has one."""
-        return (self.validation or {}).get(self.chosen_form or "")
+        if self.validation is None or self.chosen_form is None:
+            return None
+        return self.validation.get(self.chosen_form)
+
+    def correlation(self, name: str) -> Estimate:
+        """The correlation ``name`` (pearson, spearman, kendall); an empty one if absent."""
+        found = self.correlations.get(name) if self.correlations else None
+        return found if found is not None else Estimate()
 
 
 @dataclass(kw_only=True)
@@ -162,13 +193,35 @@ class Axes(Node):
 
 
 @dataclass(kw_only=True)
+class RunScore(Node):
+    run_id: str | None = None
+    suite: float | None = None
+
+
+@dataclass(kw_only=True)
+class RandomInitMean(RunScore):
+    """An architecture's random-init encoders: the mean suite over its init seeds."""
+
+    n_seeds: int | None = None
+    suite_min: float | None = None
+    suite_max: float | None = None
+    run_ids: list[str] | None = None
+
+    @property
+    def seeds(self) -> int:
+        """``n_seeds``, 1 when not recorded."""
+        return 1 if self.n_seeds is None else self.n_seeds
+
+
+@dataclass(kw_only=True)
 class LearningBaselines(Node):
     """``learning.baselines`` (``scaling.learning.versus_baselines``)."""
 
-    best_trained: dict | None = None
-    best_random_init: dict | None = None
+    best_trained: RunScore | None = None
+    best_random_init: RandomInitMean | None = None
     vs_own_random_init: dict | None = None
-    logmel: dict | None = None
+    logmel: RunScore | None = None
+    external: list[dict] | None = None
     margin_over_random_init: float | None = None
     margin_over_logmel: float | None = None
 
@@ -177,6 +230,36 @@ class LearningBaselines(Node):
 class Learning(Node):
     baselines: LearningBaselines | None = None
     compute: dict | None = None
+
+
+@dataclass(kw_only=True)
+class JointLaw(Node):
+    """One target of ``joint`` (held-out loss or suite error): the L(N, D) law and, when
+    it could be made, the compute allocation (N*, D*, L at the budget)."""
+
+    target: str | None = None
+    n: int | None = None
+    N_column: str | None = None
+    joint: FitForm | None = None
+    N: Estimate | None = None
+    D: Estimate | None = None
+    L: Estimate | None = None
+    budget_flops: float | None = None
+    on_grid_edge: bool | None = None
+    extrapolation: bool | None = None
+    rankme_at_allocation: Estimate | None = None
+    note: str | None = None
+
+
+@dataclass(kw_only=True)
+class EarlyTraining(Node):
+    points: list[Estimate] | None = None
+
+
+@dataclass(kw_only=True)
+class MetricComparison(Node):
+    direction: dict[str, int] | None = None
+    targets: dict[str, dict] | None = None
 
 
 @dataclass(kw_only=True)
@@ -237,9 +320,9 @@ class Fits(Node):
     baselines: list[BaselineRow] | None = None
     score_vs_rankme: ScoreVsRankme | None = None
     laws: dict[str, dict] | None = None
-    joint: dict | None = None
-    metric_comparison: dict | None = None
-    early_training: dict | None = None
+    joint: dict[str, JointLaw] | None = None  # or {"note": why} when no N or D column
+    metric_comparison: MetricComparison | None = None
+    early_training: EarlyTraining | None = None
     model_selection: dict | None = None
     confounds: Confounds | None = None
     axes: Axes | None = None

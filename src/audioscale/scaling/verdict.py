@@ -26,7 +26,7 @@ def verdict(fits: Fits | dict) -> str:
     fits = typed(fits)
     svr = fits.score_vs_rankme
     assert svr is not None and fits.confounds is not None
-    sp = (svr.correlations or {}).get("spearman") or Estimate()
+    sp = svr.correlation("spearman")
     n = svr.n
     if n < 5 or sp.value is None:
         return f"Too few runs with RankMe and a suite score to judge the relation (n={n})."
@@ -170,11 +170,11 @@ def _baseline_sentences(fits: Fits) -> list[str]:
     # seeds) when they paired it with trained runs; else the random-init rows themselves
     vb = fits.learning.baselines if fits.learning else None
     br = vb.best_random_init if vb else None
-    if br and _finite(br.get("suite")):
+    if br and _finite(br.suite):
         scored = [b for b in scored if b.get("kind") != "random-init"]
-        n = br.get("n_seeds", 1)
+        n = br.seeds
         kind = f"random-init, mean of {n} init seeds" if n > 1 else "random-init"
-        scored.append({"kind": kind, "run_id": br["run_id"], "suite": br["suite"]})
+        scored.append({"kind": kind, "run_id": br.run_id, "suite": br.suite})
     if scores and scored:
         best = max(scored, key=lambda b: b["suite"])
         if best["suite"] > max(scores):
@@ -200,10 +200,11 @@ def headline(fits: Fits | dict) -> dict:
     form = svr.chosen_form
     b = {"value": None, "ci": None}
     if form:
-        pc = ((svr.forms or {})[form].get("params_ci") or {}).get("b")
-        if pc:
-            b = {"value": pc["value"], "ci": pc["ci"]}
-    sp = (svr.correlations or {}).get("spearman") or Estimate()
+        pci = (svr.forms or {})[form].params_ci
+        pc = pci.get("b") if pci else None
+        if pc is not None:
+            b = {"value": pc.value, "ci": pc.ci}
+    sp = svr.correlation("spearman")
     chosen = svr.chosen_validation()
     fspl = (chosen.fit_small_predict_large if chosen else None) or {}
     vb = fits.learning.baselines if fits.learning else None
@@ -214,7 +215,7 @@ def headline(fits: Fits | dict) -> dict:
         "exponent_b": b,
         "chosen_form": form,
         "fit_small_predict_large_mae": fspl.get("mae"),
-        "best_trained_suite": (vb.best_trained or {}).get("suite") if vb else None,
+        "best_trained_suite": vb.best_trained.suite if vb and vb.best_trained else None,
         "margin_over_random_init": vb.margin_over_random_init if vb else None,
         "margin_over_logmel": vb.margin_over_logmel if vb else None,
         "verification": (ver.outcome or ver.note) if ver else None,

@@ -36,6 +36,7 @@ from audioscale.scaling.allocation import JOINT_KEYS, rankme_prediction
 from audioscale.scaling.axes import base_config
 from audioscale.scaling.bootstrap import RESIDUAL_METHOD, residual_resamples, summarise
 from audioscale.scaling.powerlaw import WARM_MAX_NFEV, fit_joint, joint_start_from
+from audioscale.scaling.schema import JointLaw
 from audioscale.utils import finite_or_none, float_or_nan
 
 
@@ -108,7 +109,7 @@ def predict_interval(
 
 
 def plan(
-    alloc: dict,
+    alloc: JointLaw,
     rows_n: np.ndarray,
     rows_d: np.ndarray,
     rows_err: np.ndarray,
@@ -119,10 +120,10 @@ def plan(
     level: float = 0.95,
 ) -> dict:
     """Verification plan from an allocation of the suite error: the run and its prediction."""
-    n_opt = (alloc.get("N") or {}).get("value")
-    budget = alloc.get("budget_flops")
+    n_opt = alloc.N.value if alloc.N else None
+    budget = alloc.budget_flops
     if not n_opt or not budget:
-        return {"note": "no allocation to verify: " + str(alloc.get("note", "no optimum"))}
+        return {"note": "no allocation to verify: " + _note(alloc, "no optimum")}
     run = choose_run(float(n_opt), float(budget), candidates, batch_size)
     run["N_over_allocated"] = run["N"] / float(n_opt)  # far from 1: N* is off the ladder range
     err = predict_interval(rows_n, rows_d, rows_err, run["N"], run["D"], n_resamples, seed, level)
@@ -130,12 +131,17 @@ def plan(
     return {
         "budget_flops": float(budget),
         "allocated_N": float(n_opt),
-        "allocated_D": (alloc.get("D") or {}).get("value"),
-        "on_grid_edge": bool(alloc.get("on_grid_edge")),
+        "allocated_D": alloc.D.value if alloc.D else None,
+        "on_grid_edge": bool(alloc.on_grid_edge),
         "run": run,
         "predicted": pred,
         "method": "nearest ladder rung to N* in log N; steps = budget / f(N) / batch",
     }
+
+
+def _note(alloc: JointLaw, default: str) -> str:
+    """The allocation's note, ``default`` when it has none."""
+    return str(default if "note" in alloc.absent else alloc.note)
 
 
 def _suite_prediction(err: dict) -> dict:
@@ -189,14 +195,12 @@ def verification_for(
     the runs' most common family, patch, mask ratio, clip length and batch size; their N
     is non-embedding parameters, so a law fitted on another N column has no rung to pick.
     ``level``: the coverage of every interval (the study's ``FitSettings.level``)."""
-    alloc = joint.get("suite_error") or {}
-    if alloc.get("on_grid_edge"):
+    alloc = JointLaw.from_dict(joint.get("suite_error") or {}) or JointLaw()
+    if alloc.on_grid_edge:
         return {"note": "no interior optimum (N* on the search edge): nothing to verify"}
-    if not (alloc.get("N") or {}).get("value"):
-        return {
-            "note": "no allocation to verify: " + str(alloc.get("note", "joint law not fitted"))
-        }
-    n_col = alloc.get("N_column") or "params_nonembed"
+    if not (alloc.N and alloc.N.value):
+        return {"note": "no allocation to verify: " + _note(alloc, "joint law not fitted")}
+    n_col = alloc.N_column or "params_nonembed"
     if n_col != "params_nonembed":
         return {"note": f"no verification: the joint law's N is {n_col}, the ladder's is "
                         "params_nonembed (results without it predate that column)"}  # fmt: skip

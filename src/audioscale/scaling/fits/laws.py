@@ -243,7 +243,8 @@ def joint_laws(rows: list[dict], s: FitSettings, n_col: str | None, d_col: str |
             res.update(base)
             res["budget_rule"] = "given" if s.budget_flops else f"{s.budget_factor}x largest run"
             interior = not res.get("on_grid_edge")  # an edge N* is no allocation to describe
-            if interior and (res.get("N") or {}).get("value") and (res.get("D") or {}).get("value"):
+            n_star, d_star = res.get("N"), res.get("D")  # {value, ci, ...} or None
+            if interior and n_star and n_star.get("value") and d_star and d_star.get("value"):
                 # every run with N, D and RankMe, as the verification run's RankMe law
                 res["rankme_at_allocation"] = rankme_prediction(
                     n, d, col(rows, "rankme"), res["N"]["value"], res["D"]["value"],
