@@ -15,7 +15,7 @@ import time
 
 from audioscale.report import build_report
 from audioscale.scaling import FitSettings, fit_results
-from audioscale.scaling.study_fits import synthetic_rows
+from audioscale.testing import synthetic_rows
 
 
 def main() -> None:

@@ -508,8 +508,8 @@ def test_sweep_with_a_named_weighted_suite_writes_curves(tmp_path):
     from sweep_helpers import make_corpus, tiny_spec
 
     from audioscale.data.suitefile import add_task
+    from audioscale.sweep.runner import run_sweep
     from audioscale.sweep.store import Store
-    from audioscale.sweep.study import run_sweep
 
     root = make_corpus(tmp_path / "c", n_train=8, n_heldout=4, per_class=4)
     suite = tmp_path / "mine.yaml"

@@ -17,7 +17,7 @@ from audioscale.report import build_report, write_report
 from audioscale.report.figures import FIGURES
 from audioscale.report.html import CHECK_SCRIPT
 from audioscale.scaling import FitSettings, fit_results
-from audioscale.scaling.study_fits import synthetic_rows
+from audioscale.testing import synthetic_rows
 
 FAST = FitSettings(n_resamples=100, n_resamples_joint=20)
 CHROMIUM = shutil.which("chromium") or (
@@ -189,7 +189,7 @@ def test_report_cli_bad_fits_json_is_one_line_error(tmp_path, capsys):
 def test_table_escapes_cells_by_default():
     from markupsafe import Markup
 
-    from audioscale.report.html import table
+    from audioscale.report.cells import table
 
     out = table(["<b>h</b>"], [["<script>alert(1)</script>", Markup("<i>kept</i>")]])
     assert "<script>" not in out and "&lt;script&gt;alert(1)&lt;/script&gt;" in out

@@ -20,7 +20,7 @@ from audioscale.scaling.bootstrap import (
 )
 from audioscale.scaling.correlation import correlations, partial_spearman, spearman_ci
 from audioscale.scaling.powerlaw import choose, fit_joint, fit_power, fit_saturating
-from audioscale.scaling.study_fits import synthetic_rows
+from audioscale.testing import synthetic_rows
 
 FAST = FitSettings(n_resamples=100, n_resamples_joint=20)
 
@@ -313,10 +313,10 @@ def test_tiny_and_odd_studies_do_not_crash(n):
 
 def test_fit_cli_json(tmp_path, capsys, monkeypatch):
     from audioscale.cli import main
-    from audioscale.scaling import study_fits
+    from audioscale.scaling.fits import io as fits_io
 
     rows, ckpt = synthetic_rows(12, seed=0)
-    monkeypatch.setattr(study_fits, "load_store_rows", lambda d: (rows, ckpt))
+    monkeypatch.setattr(fits_io, "load_store_rows", lambda d: (rows, ckpt))
     rc = main(["fit", str(tmp_path), "--json", "--resamples", "100", "--joint-resamples", "20"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
@@ -338,7 +338,8 @@ def test_fit_cli_missing_study_is_one_line_error(tmp_path, capsys):
 
 
 def test_verdict_says_when_a_baseline_beats_every_trained_run():
-    from audioscale.scaling.study_fits import fit_results, synthetic_rows
+    from audioscale.scaling.fits import fit_results
+    from audioscale.testing import synthetic_rows
 
     rows, ckpt = synthetic_rows(12, seed=3)
     trained_best = max(r["suite"] for r in rows if r["kind"] == "trained")
@@ -355,7 +356,7 @@ def test_verdict_says_when_a_baseline_beats_every_trained_run():
 
 def test_early_training_pools_runs_of_different_lengths():
     """1/16 of 250 steps (16/250) and of 500 steps (31/500) are one checkpoint fraction."""
-    from audioscale.scaling.study_fits import early_training, nominal_fraction
+    from audioscale.scaling.fits.sections import early_training, nominal_fraction
 
     assert nominal_fraction(16 / 250) == nominal_fraction(31 / 500) == 1 / 16
     assert nominal_fraction(0.3) == 0.3 and nominal_fraction(1.0) == 1.0
@@ -373,10 +374,10 @@ def test_early_training_pools_runs_of_different_lengths():
 def test_fit_cli_rejects_non_positive_flops(tmp_path, capsys, monkeypatch, opt):
     """A negative budget crashed the allocation (All-NaN traceback); zero gave D = 0."""
     from audioscale.cli import main
-    from audioscale.scaling import study_fits
+    from audioscale.scaling.fits import io as fits_io
 
     rows, ckpt = synthetic_rows(12, seed=0)
-    monkeypatch.setattr(study_fits, "load_store_rows", lambda d: (rows, ckpt))
+    monkeypatch.setattr(fits_io, "load_store_rows", lambda d: (rows, ckpt))
     rc = main(["fit", str(tmp_path), "--resamples", "50", "--joint-resamples", "20", *opt])
     err = capsys.readouterr().err
     assert rc == 2 and opt[0] in err and len(err.strip().splitlines()) == 1
@@ -474,7 +475,7 @@ def test_allocation_edge_optima_are_treated_alike_in_point_and_bootstrap(monkeyp
 
 
 def test_fits_json_and_report_show_failed_folds_and_refused_intervals():
-    from audioscale.report.html import est, loo_mae
+    from audioscale.report.cells import est, loo_mae
 
     rows, ckpt = synthetic_rows(16, seed=1)
     f = fit_results(rows, ckpt, FAST)
@@ -495,7 +496,8 @@ def test_verdict_compares_trained_runs_with_the_mean_of_the_init_seeds():
     baseline when the mean over seeds is below them (the learning checks' view)."""
     import copy
 
-    from audioscale.scaling.study_fits import fit_results, synthetic_rows
+    from audioscale.scaling.fits import fit_results
+    from audioscale.testing import synthetic_rows
 
     rows, ckpt = synthetic_rows(12, seed=3)
     trained_best = max(r["suite"] for r in rows if r["kind"] == "trained")

@@ -94,8 +94,9 @@ def _hard_saturating(seed=0, n=13):
 
 def _loo_pair(seed):
     """(warm start alone, as leave-one-out used to refit; the study's refit now)."""
+    from audioscale.scaling.fits.common import FitSettings
+    from audioscale.scaling.fits.laws import fitter
     from audioscale.scaling.powerlaw import WARM_MAX_NFEV
-    from audioscale.scaling.study_fits import FitSettings, _fitter
 
     x, y = _hard_saturating(seed)
     full = fit_saturating(x, y)
@@ -105,7 +106,7 @@ def _loo_pair(seed):
         lambda a, b: fit_saturating(a, b, False, 0.1, warm, WARM_MAX_NFEV, polish_nfev=0),
         [x], y, _ids(13),
     )  # fmt: skip
-    return bare, leave_one_out(_fitter("saturating", FitSettings(), warm), [x], y, _ids(13))
+    return bare, leave_one_out(fitter("saturating", FitSettings(), warm), [x], y, _ids(13))
 
 
 def test_warm_started_folds_fail_less_and_failures_are_reported():

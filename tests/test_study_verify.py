@@ -4,7 +4,7 @@ import pytest
 from sweep_helpers import make_corpus, tiny_spec
 
 from audioscale.scaling import verify
-from audioscale.scaling.study_fits import FitSettings, fit_results, load_store_rows
+from audioscale.scaling.fits import FitSettings, fit_results, load_store_rows
 from audioscale.study import verification_run
 from audioscale.sweep.runner import run_sweep
 from audioscale.sweep.spec import load_sweep

@@ -17,6 +17,7 @@ from typing import Any
 
 from audioscale.report import write_report
 from audioscale.scaling import fit_study
+from audioscale.scaling.schema import typed
 from audioscale.sweep.runner import resolve_source, run_sweep
 from audioscale.sweep.spec import Job, Sweep, load_sweep, verification_job
 
@@ -72,8 +73,8 @@ def run_study(
         "results_csv": summary["exports"].get("csv"),
         "counts": summary["counts"],
         "failed": summary["failed"],
-        # the numbers a study ends with: fits.json's headline (scaling.study_fits.headline)
-        "headline": dict(fits.get("headline") or {}),
+        # the numbers a study ends with: fits.json's headline (scaling.verdict.headline)
+        "headline": headline.to_dict() if (headline := typed(fits).headline) else {},
         "wall_s": time.time() - t0,
     }
 
@@ -93,7 +94,8 @@ def alone(sweep: Sweep, executor: str | None, workers: int | None) -> dict[str, 
 
 def verification_run(sweep: Sweep, fits: dict[str, Any]) -> Job | None:
     """The verify job for fits.json's verification plan, or None when there is none."""
-    run = (fits.get("verification") or {}).get("run")
+    ver = typed(fits).verification
+    run = ver.run if ver else None
     if not run:
         return None
     return verification_job(sweep, run["preset"], run["steps"])

@@ -40,7 +40,7 @@ def fit_cmd(
 ) -> None:
     """Fit power laws with bootstrap CIs, validate them, write fits.json."""
     from audioscale.errors import ConfigError
-    from audioscale.scaling.study_fits import FitSettings, fit_study
+    from audioscale.scaling.fits import FitSettings, fit_study
 
     for key, v in (("--budget", budget), ("--cut", cut)):
         if v is not None and not v > 0:  # also NaN

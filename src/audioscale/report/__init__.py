@@ -49,7 +49,7 @@ def write_report(study_dir: str | Path, refit: bool = False, settings=None) -> P
 
     Fits first (``fit_study(study_dir, settings)``) when fits.json is missing or ``refit``.
     """
-    from audioscale.scaling.study_fits import fit_study, load_store_rows
+    from audioscale.scaling.fits import fit_study, load_store_rows
 
     study_dir = Path(study_dir)
     rows, ckpt = load_store_rows(study_dir)

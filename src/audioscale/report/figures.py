@@ -22,7 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from audioscale.scaling.study_fits import col, is_trained  # noqa: E402
+from audioscale.scaling.fits.common import col, is_trained  # noqa: E402
+from audioscale.scaling.schema import Fits, ScoreVsRankme, typed  # noqa: E402
 
 BASELINE_STYLE = {
     "random-init": {"marker": "X", "color": "#d62728", "label": "random init"},
@@ -64,8 +65,9 @@ def _trained(rows: list[dict]) -> list[dict]:
     return [r for r in rows if is_trained(r)]
 
 
-def fig_score_vs_rankme(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure:
+def fig_score_vs_rankme(rows: list[dict], ckpt: list[dict], fits: Fits | dict) -> Figure:
     """Suite score vs RankMe, log-log, chosen fit with its bootstrap band, baselines marked."""
+    fits = typed(fits)
     tr = _trained(rows)
     x, y, ep = col(tr, "rankme"), col(tr, "suite"), col(tr, "epochs")
     ok = _pos(x, y)
@@ -86,10 +88,26 @@ def fig_score_vs_rankme(rows: list[dict], ckpt: list[dict], fits: dict) -> Figur
     )
     if c is not None:
         fig.colorbar(sc, ax=ax, label="epochs over the data")
-    svr = fits.get("score_vs_rankme", {})
-    chosen = svr.get("chosen_form")
-    for form, fd in (svr.get("forms") or {}).items():
-        band = fd.get("band") or {}
+    svr = fits.score_vs_rankme or ScoreVsRankme()
+    _fit_lines(ax, svr)
+    _flagged_rings(ax, tr, svr)
+    _baselines(ax, rows, "rankme", "suite")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _plain_log_labels(ax)
+    ax.set_xlabel("RankMe")
+    ax.set_ylabel("suite score")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def _fit_lines(ax, svr: ScoreVsRankme) -> None:
+    """Each converged form's fit line; the chosen one solid, with its bootstrap band."""
+    chosen = svr.chosen_form
+    for form, fd in (svr.forms or {}).items():
+        band = fd.band or {}
         if not band or band.get("fit") is None:
             continue
         gx, style = np.array(band["x"], float), "-" if form == chosen else "--"
@@ -110,7 +128,11 @@ def fig_score_vs_rankme(rows: list[dict], ckpt: list[dict], fits: dict) -> Figur
                 alpha=0.2,
                 label=f"{int(band['level'] * 100)}% bootstrap band",
             )
-    flagged = {f["run_id"] for f in svr.get("residuals", {}).get("flagged", [])}
+
+
+def _flagged_rings(ax, tr: list[dict], svr: ScoreVsRankme) -> None:
+    """A red ring around every run flagged by its residual from the log-log fit."""
+    flagged = {f["run_id"] for f in (svr.residuals.flagged if svr.residuals else None) or []}
     for r in tr:
         if (
             str(r.get("run_id")) in flagged
@@ -125,16 +147,6 @@ def fig_score_vs_rankme(rows: list[dict], ckpt: list[dict], fits: dict) -> Figur
                 lw=1.2,
                 zorder=4,
             )
-    _baselines(ax, rows, "rankme", "suite")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    _plain_log_labels(ax)
-    ax.set_xlabel("RankMe")
-    ax.set_ylabel("suite score")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    return fig
 
 
 def _plain_log_labels(ax) -> None:
@@ -177,9 +189,10 @@ def _baselines(ax, rows: list[dict], xk: str, yk: str) -> None:
                 )
 
 
-def fig_laws(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure:
+def fig_laws(rows: list[dict], ckpt: list[dict], fits: Fits | dict) -> Figure:
     """RankMe, suite score and held-out loss vs N, D and C with the fitted power laws."""
-    laws = fits.get("laws", {})
+    fits = typed(fits)
+    laws = fits.laws or {}
     if not laws:
         raise NoFigure("no scaling laws were fitted")
     tr = _trained(rows)
@@ -246,16 +259,16 @@ def error_bars(v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray
     return [np.clip(v - lo, 0, None), np.clip(hi - v, 0, None)]
 
 
-def fig_early_training(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure:
+def fig_early_training(rows: list[dict], ckpt: list[dict], fits: Fits | dict) -> Figure:
     """RankMe vs step per run, and Spearman(RankMe at fraction, final score) with CIs."""
+    fits = typed(fits)
     runs: dict[str, list[tuple[float, float]]] = {}
     for c in ckpt:
         s, r = c.get("step"), c.get("rankme")
         if s is not None and r is not None and math.isfinite(float(r)) and float(s) > 0:
             runs.setdefault(str(c.get("run_id")), []).append((float(s), float(r)))
-    pts = [
-        p for p in fits.get("early_training", {}).get("points", []) if p.get("value") is not None
-    ]
+    points = (fits.early_training.points if fits.early_training else None) or []
+    pts = [p.to_dict() for p in points if p.value is not None]
     if not runs and not pts:
         raise NoFigure("no checkpoint metrics were recorded")
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -293,9 +306,10 @@ def fig_early_training(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure
     return fig
 
 
-def fig_metric_comparison(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure:
+def fig_metric_comparison(rows: list[dict], ckpt: list[dict], fits: Fits | dict) -> Figure:
     """Signed Spearman of each label-free metric with the suite and domain scores (CIs)."""
-    targets = fits.get("metric_comparison", {}).get("targets", {})
+    fits = typed(fits)
+    targets = (fits.metric_comparison.targets if fits.metric_comparison else None) or {}
     if not targets:
         raise NoFigure("no suite or domain scores to compare metrics on")
     metrics = list(next(iter(targets.values())).keys())
@@ -329,7 +343,7 @@ def fig_metric_comparison(rows: list[dict], ckpt: list[dict], fits: dict) -> Fig
     return fig
 
 
-def fig_rankme_gap(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure:
+def fig_rankme_gap(rows: list[dict], ckpt: list[dict], fits: Fits | dict) -> Figure:
     """rankme_gap (train-slice minus disjoint-pool RankMe) vs epochs: repetition signal."""
     tr = _trained(rows)
     x, y = col(tr, "epochs"), col(tr, "rankme_gap")
@@ -347,10 +361,12 @@ def fig_rankme_gap(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure:
     return fig
 
 
-def fig_validation(rows: list[dict], ckpt: list[dict], fits: dict) -> Figure:
+def fig_validation(rows: list[dict], ckpt: list[dict], fits: Fits | dict) -> Figure:
     """Predicted vs actual suite score: leave-one-out and fit-small-predict-large."""
-    svr = fits.get("score_vs_rankme", {})
-    val = svr.get("validation", {}).get(svr.get("chosen_form") or "", {})
+    fits = typed(fits)
+    svr = fits.score_vs_rankme or ScoreVsRankme()
+    chosen = svr.chosen_validation()
+    val = chosen.to_dict() if chosen else {}
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     drawn = False
     for key, st, lab in (
@@ -441,7 +457,7 @@ def _save(fig: Figure, out_dir: Path, name: str) -> tuple[bytes, Path, Path]:
 
 
 def make_figures(
-    rows: list[dict], ckpt: list[dict], fits: dict, out_dir: Path
+    rows: list[dict], ckpt: list[dict], fits: Fits | dict, out_dir: Path
 ) -> list[FigureRecord]:
     """Draw every figure into ``out_dir`` (PNG + SVG); a figure that cannot be drawn
     comes back with a note instead of an image."""

@@ -3,29 +3,37 @@ resources, readable offline. A small inline script checks on load that every fig
 decoded (every <img> has naturalWidth > 0, every inline <svg> a nonzero bounding box)
 and records the result in ``<body data-figures-ok>``; the Chromium test reads it.
 
-Escaping is the default, not the caller's job: ``table()`` renders through a Jinja2
-template with autoescaping, so every header and cell is escaped unless it is a
-``markupsafe.Markup`` (HTML built here on purpose: ``fmt``, ``est``, the note spans,
-each built with ``Markup.format``, which escapes its arguments). A run name or an
-error message holding ``<script>`` therefore shows as text. ``esc`` is
-``markupsafe.escape`` for the few fragments written outside tables.
+Cells, tables and escaping: ``report.cells``.
 """
 
 from __future__ import annotations
 
-import base64
-import math
 from pathlib import Path
 
-from jinja2 import Environment
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
+from audioscale.report.cells import esc, est, figure_html, fmt, loo_mae, note, table
 from audioscale.report.figures import FigureRecord, make_figures
-from audioscale.scaling.study_fits import col, is_trained
+from audioscale.scaling.fits.common import col, is_trained
+from audioscale.scaling.schema import (
+    Axes,
+    Confounds,
+    FitForm,
+    Fits,
+    Headline,
+    JointLaw,
+    Learning,
+    LearningBaselines,
+    Measured,
+    MetricComparison,
+    Prediction,
+    ScoreVsRankme,
+    Verification,
+    typed,
+)
 from audioscale.sweep import records
 from audioscale.utils import atomic_write_text
 
-RUN_COLUMNS = records.report_columns()  # sweep.records.ResultRow fields with report=
 SETTING_COLUMNS = [
     "family",
     "preset",
@@ -73,162 +81,79 @@ window.addEventListener('load', function () {
 """
 
 
-_ENV = Environment(autoescape=True)
-_TABLE = _ENV.from_string(
-    "<div class='scroll'><table><tr>{% for h in header %}<th>{{ h }}</th>{% endfor %}</tr>"
-    "{% for r in rows %}<tr>{% for c in r %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}"
-    "</table></div>"
-)
-NOTE = Markup("<span class='note'>{}</span>")
-
-
-def esc(x: object) -> Markup:
-    """Escaped text (a Markup, so it is not escaped twice)."""
-    return escape(str(x))
-
-
-def note(text: object) -> Markup:
-    """An italic note span around escaped ``text``."""
-    return NOTE.format(text)
-
-
-def fmt(v: object, digits: int = 3) -> Markup:
-    """Numbers to short strings; None/NaN to an en dash; anything else escaped."""
-    return esc(_fmt(v, digits))
-
-
-def _fmt(v: object, digits: int) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return f"{v:,}" if abs(v) >= 10000 else str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "–"
-        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
-            return f"{v:.{digits}g}"
-        return f"{v:.{digits}g}" if abs(v) >= 100 else f"{v:.{digits}f}"
-    return str(v)
-
-
-def est(d: dict | None) -> Markup:
-    """'value [lo, hi]' for a bootstrap summary dict."""
-    if not d or d.get("value") is None:
-        if d and d.get("note"):
-            return Markup("– {}").format(note(f"({d['note']})"))
-        return Markup("–")
-    ci = d.get("ci")
-    if not ci:
-        if d.get("ci_status") == "refused":
-            why = f"(interval refused: {d.get('ci_reason') or 'too many failed resamples'})"
-            return Markup("{} {}").format(fmt(d["value"]), note(why))
-        return fmt(d["value"])
-    return Markup("{} [{}, {}]").format(fmt(d["value"]), fmt(ci[0]), fmt(ci[1]))
-
-
-def loo_mae(loo: dict | None) -> Markup:
-    """A leave-one-out MAE with its failed folds ('k/n folds failed'), or the refusal."""
-    loo = loo or {}
-    if loo.get("mae_status") == "refused":
-        return Markup("– {}").format(note(f"(refused: {loo.get('mae_reason')})"))
-    if loo.get("n_failed"):
-        folds = f"({loo['n_failed']}/{loo.get('n')} folds failed)"
-        return Markup("{} {}").format(fmt(loo.get("mae")), note(folds))
-    return fmt(loo.get("mae"))
-
-
-def table(header: list[object], rows: list[list[object]]) -> str:
-    """An HTML table; every header and cell is escaped unless it is a ``Markup``."""
-    return _TABLE.render(header=header, rows=rows)
-
-
-def figure_html(rec: FigureRecord | None) -> str:
-    if rec is None:
-        return ""
-    if rec.png is None:
-        return f"<p class='note'>Figure “{esc(rec.title)}” not drawn: {esc(rec.note)}.</p>"
-    b64 = base64.b64encode(rec.png).decode("ascii")
-    return (
-        f"<div class='fig'><img alt='{esc(rec.title)}' src='data:image/png;base64,{b64}'>"
-        f"<p class='caption'>{esc(rec.caption)} (also {esc(rec.png_path.name)}, "
-        f"{esc(rec.svg_path.name)} in figures/)</p></div>"
-    )
-
-
 # --------------------------------------------------------------------------- sections
 
 
-def sec_headline(fits: dict) -> str:
-    h = fits.get("headline", {})
+def sec_headline(fits: Fits) -> str:
+    h = fits.headline or Headline()
     rows = [
-        ["trained runs", fmt(h.get("n_runs"))],
-        ["Spearman(RankMe, suite)", est(h.get("spearman_rankme_suite"))],
-        ["chosen form", esc(h.get("chosen_form") or "none converged")],
-        ["exponent b", est(h.get("exponent_b"))],
-        ["fit-small-predict-large MAE", fmt(h.get("fit_small_predict_large_mae"))],
-        ["best trained suite", fmt(h.get("best_trained_suite"))],
-        ["margin over random init", fmt(h.get("margin_over_random_init"))],
-        ["margin over log-mel", fmt(h.get("margin_over_logmel"))],
-        ["verification", esc(h.get("verification") or "–")],
+        ["trained runs", fmt(h.n_runs)],
+        ["Spearman(RankMe, suite)", est(h.spearman_rankme_suite)],
+        ["chosen form", esc(h.chosen_form or "none converged")],
+        ["exponent b", est(h.exponent_b)],
+        ["fit-small-predict-large MAE", fmt(h.fit_small_predict_large_mae)],
+        ["best trained suite", fmt(h.best_trained_suite)],
+        ["margin over random init", fmt(h.margin_over_random_init)],
+        ["margin over log-mel", fmt(h.margin_over_logmel)],
+        ["verification", esc(h.verification or "–")],
     ]
-    return f"<h2>Headline</h2><p class='verdict'>{esc(fits.get('verdict', ''))}</p>" + table(
+    verdict = "" if fits.verdict is None else fits.verdict
+    return f"<h2>Headline</h2><p class='verdict'>{esc(verdict)}</p>" + table(
         ["quantity", "value [95% CI]"], rows
     )
 
 
-def _fit_rows(forms: dict) -> list[list[str]]:
+def _fit_rows(forms: dict[str, FitForm]) -> list[list[str]]:
     out = []
     for form, fd in forms.items():
-        pci = fd.get("params_ci") or {}
+        pci = fd.params_ci or {}
         ps = Markup(", ").join(
             Markup("{} = {}").format(k, est(pci[k]) if k in pci else fmt(v))
-            for k, v in (fd.get("params") or {}).items()
+            for k, v in (fd.params or {}).items()
         )
-        status = "ok" if fd.get("converged") else note(fd.get("message"))
+        status = "ok" if fd.converged else note(fd.message)
         out.append(
             [
                 form,
-                ps if fd.get("converged") else "–",
-                est(pci["r2_log"]) if "r2_log" in pci else fmt(fd.get("r2_log")),
-                fmt(fd.get("aic")),
-                fmt(fd.get("aicc")),
+                ps if fd.converged else "–",
+                est(pci["r2_log"]) if "r2_log" in pci else fmt(fd.r2_log),
+                fmt(fd.aic),
+                fmt(fd.aicc),
                 status,
             ]
         )
     return out
 
 
-def sec_score_vs_rankme(fits: dict, figs: dict) -> str:
-    svr = fits.get("score_vs_rankme", {})
+def sec_score_vs_rankme(fits: Fits, figs: dict) -> str:
+    svr = fits.score_vs_rankme or ScoreVsRankme()
     parts = ["<h2>Suite score vs RankMe</h2>", figure_html(figs.get("score_vs_rankme"))]
     parts.append(
-        f"<p>n = {svr.get('n')} trained runs; chosen form: <b>{esc(svr.get('chosen_form'))}</b> "
-        f"({esc(svr.get('choice', {}).get('reason', ''))}). "
+        f"<p>n = {svr.n} trained runs; chosen form: <b>{esc(svr.chosen_form)}</b> "
+        f"({esc(svr.choice.reason if svr.choice else '')}). "
         "Power law: score = a·RankMe<sup>b</sup>; "
         "saturating: score = c − a·RankMe<sup>−b</sup>. Both fitted on log residuals.</p>"
     )
     parts.append(
         table(
             ["form", "parameters [95% CI]", "R² (log) [95% CI]", "AIC", "AICc", "status"],
-            _fit_rows(svr.get("forms", {})),
+            _fit_rows(svr.forms or {}),
         )
     )
-    corr = svr.get("correlations", {})
+    corr = svr.correlations or {}
     parts.append(
         table(
             ["correlation", "value [95% CI]", "p"],
             [
-                [k, est(corr.get(k)), fmt((corr.get(k) or {}).get("p"))]
+                [k, est(corr.get(k)), fmt(c.extra.get("p") if (c := corr.get(k)) else None)]
                 for k in ("pearson", "spearman", "kendall")
             ],
         )
     )
     parts.append(figure_html(figs.get("validation")))
     vrows = []
-    for form, v in svr.get("validation", {}).items():
-        loo, fs = v.get("loo", {}), v.get("fit_small_predict_large", {})
+    for form, v in (svr.validation or {}).items():
+        loo, fs = v.loo or {}, v.fit_small_predict_large or {}
         vrows.append(
             [
                 form,
@@ -256,9 +181,9 @@ def sec_score_vs_rankme(fits: dict, figs: dict) -> str:
     return "".join(parts)
 
 
-def sec_laws(fits: dict, figs: dict) -> str:
+def sec_laws(fits: Fits, figs: dict) -> str:
     rows = []
-    for key, law in fits.get("laws", {}).items():
+    for key, law in (fits.laws or {}).items():
         pci = law.get("params_ci", {})
         val = law.get("validation", {})
         status = "ok" if law.get("converged") else note(law.get("message") or law.get("note"))
@@ -294,8 +219,8 @@ def sec_laws(fits: dict, figs: dict) -> str:
     )
 
 
-def sec_joint(fits: dict) -> str:
-    joint = fits.get("joint", {})
+def sec_joint(fits: Fits) -> str:
+    joint = fits.joint or {}
     parts = [
         "<h3>Joint law L(N, D) = E + A/N<sup>α</sup> + B/D<sup>β</sup> and compute allocation</h3>"
     ]
@@ -303,38 +228,17 @@ def sec_joint(fits: dict) -> str:
         return parts[0] + f"<p class='note'>{esc(joint['note'])}</p>"
     rows = []
     for name, res in joint.items():
-        j = res.get("joint", {})
-        pci = j.get("params_ci", {})
-        if not j.get("converged"):
-            rows.append(
-                [
-                    name,
-                    fmt(res.get("n")),
-                    note(f"not fitted: {j.get('message')}"),
-                    "–",
-                    "–",
-                ]
-            )
+        j = res.joint or FitForm()
+        pci = j.params_ci or {}
+        if not j.converged:
+            rows.append([name, fmt(res.n), note(f"not fitted: {j.message}"), "–", "–"])
             continue
         ps = Markup(", ").join(
             Markup("{} = {}").format(k, est(pci[k]) if k in pci else fmt(v))
-            for k, v in j["params"].items()
+            for k, v in (j.params or {}).items()
         )
-        alloc: object = "–"
-        if res.get("N"):
-            alloc = Markup("N* = {}, D* = {}, predicted {} = {}").format(
-                est(res["N"]), est(res["D"]), name, est(res["L"])
-            )
-            if (res.get("rankme_at_allocation") or {}).get("value") is not None:
-                alloc += Markup(", RankMe there = {}").format(est(res["rankme_at_allocation"]))
-            if res.get("extrapolation"):
-                alloc += Markup(" <b>(extrapolation)</b>")
-            if res.get("on_grid_edge"):
-                alloc += Markup(" ") + note("(optimum on the search edge)")
-        elif res.get("note"):
-            alloc = note(res["note"])
-        rows.append([name, fmt(res.get("n")), ps, j.get("message"), alloc])
-    budget = next((r.get("budget_flops") for r in joint.values() if r.get("budget_flops")), None)
+        rows.append([name, fmt(res.n), ps, j.message, _allocation_cell(name, res)])
+    budget = next((r.budget_flops for r in joint.values() if r.budget_flops), None)
     parts.append(
         table(
             ["target", "n", "parameters [95% CI]", "fit", "allocation at the budget [95% CI]"], rows
@@ -348,9 +252,27 @@ def sec_joint(fits: dict) -> str:
     return "".join(parts)
 
 
-def sec_early(fits: dict, figs: dict) -> str:
-    pts = fits.get("early_training", {}).get("points", [])
-    rows = [[fmt(p.get("fraction")), fmt(p.get("n")), est(p)] for p in pts]
+def _allocation_cell(name: str, res: JointLaw) -> object:
+    """N*, D* and the predicted target at the budget (and RankMe there), or why not."""
+    alloc: object = "–"
+    if res.N:
+        alloc = Markup("N* = {}, D* = {}, predicted {} = {}").format(
+            est(res.N), est(res.D), name, est(res.L)
+        )
+        if res.rankme_at_allocation and res.rankme_at_allocation.value is not None:
+            alloc += Markup(", RankMe there = {}").format(est(res.rankme_at_allocation))
+        if res.extrapolation:
+            alloc += Markup(" <b>(extrapolation)</b>")
+        if res.on_grid_edge:
+            alloc += Markup(" ") + note("(optimum on the search edge)")
+    elif res.note:
+        alloc = note(res.note)
+    return alloc
+
+
+def sec_early(fits: Fits, figs: dict) -> str:
+    pts = (fits.early_training.points if fits.early_training else None) or []
+    rows = [[fmt(p.extra.get("fraction")), fmt(p.n), est(p)] for p in pts]
     body = (
         table(["fraction of training", "n runs", "Spearman with final suite [95% CI]"], rows)
         if rows
@@ -359,16 +281,16 @@ def sec_early(fits: dict, figs: dict) -> str:
     return "<h2>Early training</h2>" + figure_html(figs.get("early_training")) + body
 
 
-def sec_metrics(fits: dict, figs: dict) -> str:
-    mc = fits.get("metric_comparison", {})
-    targets = mc.get("targets", {})
+def sec_metrics(fits: Fits, figs: dict) -> str:
+    mc = fits.metric_comparison or MetricComparison()
+    targets = mc.targets or {}
     if not targets:
         return "<h2>Metric comparison</h2><p class='note'>No scores to compare metrics on.</p>"
     metrics = list(next(iter(targets.values())).keys())
     header = ["metric (sign)"] + [f"{t}: Spearman [CI] / LOO MAE" for t in targets]
     rows = []
     for m in metrics:
-        sign = mc.get("direction", {}).get(m, 1)
+        sign = mc.direction.get(m, 1) if mc.direction else 1
         cells: list[object] = [f"{m} ({'+' if sign > 0 else '−'})"]
         for t in targets:
             e = targets[t].get(m, {})
@@ -381,23 +303,23 @@ def sec_metrics(fits: dict, figs: dict) -> str:
     )
 
 
-def sec_confounds(fits: dict, figs: dict) -> str:
-    conf = fits.get("confounds", {})
+def sec_confounds(fits: Fits, figs: dict) -> str:
+    conf = fits.confounds or Confounds()
     parts = ["<h2>Confounds: repetition and size</h2>", figure_html(figs.get("rankme_gap"))]
-    covs = ", ".join(conf.get("covariates", [])) or "none"
+    covs = ", ".join(conf.covariates or []) or "none"
     parts.append(
         f"<p>Partial Spearman of RankMe with the suite score controlling for {esc(covs)}: "
-        f"{est(conf.get('partial_spearman'))}.</p>"
+        f"{est(conf.partial_spearman)}.</p>"
     )
     rrows = []
-    for name, reg in conf.get("regimes", {}).items():
+    for name, reg in (conf.regimes or {}).items():
         if reg.get("note"):
             rrows.append([name, "–", note(reg["note"]), ""])
         else:
             rrows.append([name, fmt(reg.get("cut")), est(reg.get("low")), est(reg.get("high"))])
     if rrows:
         parts.append(table(["split by", "median cut", "Spearman ≤ cut", "Spearman > cut"], rrows))
-    flagged = conf.get("flagged", [])
+    flagged = conf.flagged or []
     if flagged:
         parts.append(
             "<p>Runs with large residuals from the log-log fit:</p>"
@@ -418,7 +340,7 @@ def sec_confounds(fits: dict, figs: dict) -> str:
         )
     else:
         parts.append("<p>No run lies beyond the residual threshold.</p>")
-    ms = fits.get("model_selection", {})
+    ms = fits.model_selection or {}
     if ms.get("by_rankme"):
         parts.append(
             f"<h3>Model selection</h3><p>Best by RankMe: {esc(ms['by_rankme']['run_id'])} "
@@ -433,30 +355,30 @@ def sec_confounds(fits: dict, figs: dict) -> str:
     return "".join(parts)
 
 
-def sec_learning(fits: dict) -> str:
+def sec_learning(fits: Fits) -> str:
     """Did training beat the baselines, did compute buy quality, did the allocation hold?"""
-    learning = fits.get("learning") or {}
-    vb, cb = learning.get("baselines", {}), learning.get("compute", {})
+    learning = fits.learning or Learning()
+    vb, cb = learning.baselines or LearningBaselines(), learning.compute or {}
     parts = ["<h2>Did learning happen?</h2>"]
     rows = []
-    if vb.get("best_trained"):
-        rows.append(["best trained run", esc(vb["best_trained"]["run_id"]),
-                     fmt(vb["best_trained"]["suite"]), ""])  # fmt: skip
-    if vb.get("best_random_init"):
-        own = vb["vs_own_random_init"]
-        br = vb["best_random_init"]
-        n = br.get("n_seeds", 1)
+    if vb.best_trained:
+        rows.append(["best trained run", esc(vb.best_trained.run_id),
+                     fmt(vb.best_trained.suite), ""])  # fmt: skip
+    if vb.best_random_init:
+        own = vb.vs_own_random_init or {}
+        br = vb.best_random_init
+        n = br.seeds
         label = "best random-init encoder" + (f" (mean of {n} init seeds)" if n > 1 else "")
-        rows.append([label, esc(", ".join(br.get("run_ids") or [br["run_id"]])),
-                     fmt(br["suite"]), fmt(vb["margin_over_random_init"])])  # fmt: skip
+        rows.append([label, esc(", ".join(br.run_ids or [br.run_id])),
+                     fmt(br.suite), fmt(vb.margin_over_random_init)])  # fmt: skip
         rows.append(["trained runs beating their own random init" + (" (mean)" if n > 1 else ""),
                      "",
                      esc(f"{own['n_beat']} of {own['n_compared']}"),
                      fmt(own["mean_margin"])])  # fmt: skip
-    if vb.get("logmel"):
-        rows.append(["log-mel baseline (standardised)", esc(vb["logmel"]["run_id"]),
-                     fmt(vb["logmel"]["suite"]), fmt(vb["margin_over_logmel"])])  # fmt: skip
-    for e in vb.get("external", []):
+    if vb.logmel:
+        rows.append(["log-mel baseline (standardised)", esc(vb.logmel.run_id),
+                     fmt(vb.logmel.suite), fmt(vb.margin_over_logmel)])  # fmt: skip
+    for e in vb.external or []:
         rows.append(["pretrained reference (external, not fitted)", esc(e["run_id"]),
                      fmt(e["suite"]), fmt(e.get("best_trained_minus_this"))])  # fmt: skip
     if rows:
@@ -478,38 +400,39 @@ def sec_learning(fits: dict) -> str:
             f"{'the largest model' if lb['winner_is_largest_model'] else 'not the largest model'}"
             ".</p>"
         )
-    parts.append(sec_verification(fits.get("verification") or {}))
+    parts.append(sec_verification(fits.verification or Verification()))
     return "".join(parts)
 
 
-def sec_verification(v: dict) -> str:
-    if "run" not in v:
-        return f"<h3>Verification run</h3><p class='note'>{esc(v.get('note', 'none'))}</p>"
-    run, pred = v["run"], v.get("predicted", {})
-    meas = (v.get("measured") or {}).get("suite")
-    iv = pred.get("interval")
+def sec_verification(v: Verification) -> str:
+    if v.run is None:
+        why = "none" if v.note is None else v.note
+        return f"<h3>Verification run</h3><p class='note'>{esc(why)}</p>"
+    run, pred = v.run, v.predicted or Prediction()
+    measured = v.measured or Measured()
+    iv = pred.interval
     rows = [
-        ["FLOP budget", fmt(v.get("budget_flops"))],
-        ["allocated N*, D*", Markup("{}, {}").format(fmt(v.get("allocated_N")),
-                                                     fmt(v.get("allocated_D")))],  # fmt: skip
+        ["FLOP budget", fmt(v.budget_flops)],
+        ["allocated N*, D*", Markup("{}, {}").format(fmt(v.allocated_N),
+                                                     fmt(v.allocated_D))],  # fmt: skip
         ["trained", esc(f"{run['preset']} (N = {run['N']:.3g}), {run['steps']} steps, "
                         f"D = {run['D']:.3g} examples")],  # fmt: skip
         ["predicted suite [95% prediction interval]",
-         Markup("{} [{}, {}]").format(fmt(pred.get("suite")), fmt(iv[0]), fmt(iv[1]))
-         if iv else Markup("{} {}").format(fmt(pred.get("suite")), note("(no interval)"))],
-        ["measured suite", fmt(meas)],
-        ["predicted RankMe [95% prediction interval]", est(pred.get("rankme") or {})],
-        ["measured RankMe", fmt((v.get("measured") or {}).get("rankme"))],
-        ["outcome", esc(v.get("outcome", "not run")
-                        + (f" by {v['miss_by']:.3f}" if v.get("outcome") == "miss" else ""))],
+         Markup("{} [{}, {}]").format(fmt(pred.suite), fmt(iv[0]), fmt(iv[1]))
+         if iv else Markup("{} {}").format(fmt(pred.suite), note("(no interval)"))],
+        ["measured suite", fmt(measured.suite)],
+        ["predicted RankMe [95% prediction interval]", est(pred.rankme or {})],
+        ["measured RankMe", fmt(measured.rankme)],
+        ["outcome", esc((v.outcome or "not run")
+                        + (f" by {v.miss_by:.3f}" if v.outcome == "miss" else ""))],
     ]  # fmt: skip
     return "<h3>Verification run</h3>" + table(["quantity", "value"], rows)
 
 
-def sec_axes(fits: dict) -> str:
+def sec_axes(fits: Fits) -> str:
     """Per-axis residuals and the leave-one-axis-out test of the RankMe law."""
-    axes = fits.get("axes") or {}
-    loao, res = axes.get("leave_one_axis_out", {}), axes.get("residuals", {})
+    axes = fits.axes or Axes()
+    loao, res = axes.leave_one_axis_out or {}, axes.residuals or {}
     if not loao.get("axes"):
         return ""
     rows = []
@@ -547,7 +470,7 @@ def sec_runs(rows: list[dict]) -> str:
     return f"<h2>Runs ({len(rows)})</h2>" + table(cols, body)
 
 
-def sec_settings(rows: list[dict], fits: dict, extra: dict | None) -> str:
+def sec_settings(rows: list[dict], fits: Fits, extra: dict | None) -> str:
     trained = [r for r in rows if is_trained(r)]
     srows = []
     for c in SETTING_COLUMNS:
@@ -566,19 +489,20 @@ def sec_settings(rows: list[dict], fits: dict, extra: dict | None) -> str:
             srows.append([c, rng, f"varies ({len(vals)} values)"])
     for k, v in (extra or {}).items():
         srows.append([k, v, "study"])
-    for k, v in fits.get("settings", {}).items():
+    for k, v in (fits.settings or {}).items():
         srows.append([f"fit.{k}", v, "fits.json"])
     return "<h2>Protocol settings used</h2>" + table(["setting", "value", "scope"], srows)
 
 
 def render_html(
     rows: list[dict],
-    fits: dict,
+    fits: Fits | dict,
     figs: list[FigureRecord],
     title: str,
     extra_settings: dict | None = None,
 ) -> str:
     by = {f.name: f for f in figs}
+    fits = typed(fits)
     body = "".join(
         [
             f"<h1>{esc(title)}</h1>",

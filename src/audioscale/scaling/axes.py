@@ -26,6 +26,7 @@ Choices, all stated in fits.json:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -67,16 +68,30 @@ def axis_value(r: dict, column: str) -> object:
     return round(v, 1) if column == "clip_seconds" and isinstance(v, float) else v
 
 
+def base_config(
+    rows: list[dict],
+    columns: Iterable[str],
+    value: Callable[[dict, str], object] = lambda r, c: r.get(c),
+    order: Callable[[object], object] = str,
+    skip_missing: bool = False,
+) -> dict[str, object]:
+    """The base config of a study: the most common ``value(row, column)`` of each column
+    among ``rows``, ties to the first in ``order``; None when no row has a value.
+    ``skip_missing`` leaves None out of the count (else "missing" can be the base)."""
+    base: dict[str, object] = {}
+    for c in columns:
+        vals = [value(r, c) for r in rows]
+        counts = Counter(v for v in vals if v is not None or not skip_missing)
+        top = max(counts.values()) if counts else 0
+        tied = sorted((v for v, k in counts.items() if k == top), key=order)
+        base[c] = tied[0] if tied else None
+    return base
+
+
 def base_values(rows: list[dict]) -> dict[str, object]:
     """Most common value of every axis column among ``rows`` (ties: the smallest)."""
-    base = {}
-    for cols in AXES.values():
-        for c in cols:
-            counts = Counter(axis_value(r, c) for r in rows)
-            top = max(counts.values()) if counts else 0
-            tied = sorted((v for v, k in counts.items() if k == top), key=_sort_key)
-            base[c] = tied[0] if tied else None
-    return base
+    columns = [c for cols in AXES.values() for c in cols]
+    return base_config(rows, columns, value=axis_value, order=_sort_key)
 
 
 def varies(rows: list[dict], base: dict[str, object]) -> dict[str, np.ndarray]:
@@ -129,50 +144,62 @@ def leave_one_axis_out(
         "axes": {},
     }
     for axis, vary in masks.items():
-        keep = ~vary
-        res: dict = {"n_vary": int(vary.sum()), "n_fit": int(keep.sum())}
-        if vary.sum() == 0 or keep.sum() < min_fit:
-            why = "no run varies it" if vary.sum() == 0 else f"< {min_fit} runs at its base"
-            res.update(verdict="not tested", reason=why)
-            out["axes"][axis] = res
-            continue
-        point, (lo, hi), failed = _predictions(x[keep], y[keep], x[vary], n_resamples, seed)
-        if not np.all(np.isfinite(point)):
-            res.update(verdict="not tested", reason="the power law did not fit the base runs")
-            out["axes"][axis] = res
-            continue
-        if failed > MAX_FAILED_FRACTION:  # the contract of every interval: refuse it
-            lo, hi = np.full_like(point, np.nan), np.full_like(point, np.nan)
-        err = np.abs(point - y[vary])
-        inside = (y[vary] >= lo) & (y[vary] <= hi)
-        res.update(
-            mae=float(np.mean(err)),
-            max_error=float(np.max(err)),
-            inside_interval=int(inside.sum()),
-            failed_resamples=failed,
-            runs=[
-                {
-                    "run_id": r.get("run_id"),
-                    "measured": float(m),
-                    "predicted": float(p),
-                    "lo": float(a),
-                    "hi": float(b),
-                }
-                for r, m, p, a, b in zip(
-                    [r for r, v in zip(rows, vary, strict=True) if v],
-                    y[vary],
-                    point,
-                    lo,
-                    hi,
-                    strict=True,
-                )
-            ],
-        )
-        res["verdict"] = (
-            "the law absorbs this axis" if res["mae"] <= tolerance else "this axis breaks it"
-        )
-        out["axes"][axis] = res
+        out["axes"][axis] = _axis_test(rows, x, y, vary, tolerance, min_fit, n_resamples, seed)
     return out
+
+
+def _axis_test(
+    rows: list[dict],
+    x: np.ndarray,
+    y: np.ndarray,
+    vary: np.ndarray,
+    tolerance: float,
+    min_fit: int,
+    n_resamples: int,
+    seed: int,
+) -> dict:
+    """One axis: fit on the runs that keep it at its base, predict those that ``vary`` it."""
+    keep = ~vary
+    res: dict = {"n_vary": int(vary.sum()), "n_fit": int(keep.sum())}
+    if vary.sum() == 0 or keep.sum() < min_fit:
+        why = "no run varies it" if vary.sum() == 0 else f"< {min_fit} runs at its base"
+        res.update(verdict="not tested", reason=why)
+        return res
+    point, (lo, hi), failed = _predictions(x[keep], y[keep], x[vary], n_resamples, seed)
+    if not np.all(np.isfinite(point)):
+        res.update(verdict="not tested", reason="the power law did not fit the base runs")
+        return res
+    if failed > MAX_FAILED_FRACTION:  # the contract of every interval: refuse it
+        lo, hi = np.full_like(point, np.nan), np.full_like(point, np.nan)
+    err = np.abs(point - y[vary])
+    inside = (y[vary] >= lo) & (y[vary] <= hi)
+    res.update(
+        mae=float(np.mean(err)),
+        max_error=float(np.max(err)),
+        inside_interval=int(inside.sum()),
+        failed_resamples=failed,
+        runs=[
+            {
+                "run_id": r.get("run_id"),
+                "measured": float(m),
+                "predicted": float(p),
+                "lo": float(a),
+                "hi": float(b),
+            }
+            for r, m, p, a, b in zip(
+                [r for r, v in zip(rows, vary, strict=True) if v],
+                y[vary],
+                point,
+                lo,
+                hi,
+                strict=True,
+            )
+        ],
+    )
+    res["verdict"] = (
+        "the law absorbs this axis" if res["mae"] <= tolerance else "this axis breaks it"
+    )
+    return res
 
 
 def axis_residuals(rows: list[dict]) -> dict:

@@ -28,6 +28,14 @@ read (all numbers are suite scores, the mean of the task scores):
 from __future__ import annotations
 
 from audioscale.scaling.axes import base_values, comparable, varies
+from audioscale.scaling.schema import (
+    Estimate,
+    Learning,
+    LearningBaselines,
+    Prediction,
+    RandomInitMean,
+    Verification,
+)
 from audioscale.utils import finite_or_none
 
 MARGIN = 0.03
@@ -165,30 +173,29 @@ def compute_buys_quality(trained: list[dict]) -> dict:
     return out
 
 
-def sentences(learning: dict, verification: dict | None = None) -> list[str]:
-    """The verdict's plain words on learning, compute and the verification run."""
-    vb, cb = learning.get("baselines", {}), learning.get("compute", {})
+def _baseline_sentences(vb: LearningBaselines) -> list[str]:
+    """Trained runs against random init and the log-mel baseline, in words."""
     out = []
-    if "margin_over_random_init" in vb:
-        m = vb["margin_over_random_init"]
-        own = vb["vs_own_random_init"]
+    if vb.margin_over_random_init is not None:
+        m = vb.margin_over_random_init
+        own = vb.vs_own_random_init or {}
         verb = "beat" if m >= MARGIN else "did not clearly beat" if m > 0 else "did not beat"
-        br = vb["best_random_init"]
-        n = br.get("n_seeds", 1)
+        br = vb.best_random_init or RandomInitMean()
+        n = br.seeds
         what = (
             f"the best random-init architecture (mean of {n} init seeds "
-            f"{br['suite']:.3f}, range {br['suite_min']:.3f}-{br['suite_max']:.3f})"
-            if n > 1 else f"the best random-init encoder ({br['suite']:.3f})"
+            f"{br.suite:.3f}, range {br.suite_min:.3f}-{br.suite_max:.3f})"
+            if n > 1 else f"the best random-init encoder ({br.suite:.3f})"
         )  # fmt: skip
         mine = "the mean of their own architecture's random inits" if n > 1 else (
             "the random-init encoder of their own architecture")  # fmt: skip
         out.append(
             f"Training {verb} random init: the best trained run scored "
-            f"{vb['best_trained']['suite']:.3f}, {m:+.3f} against {what}; "
+            f"{vb.best_trained.suite:.3f}, {m:+.3f} against {what}; "  # type: ignore[union-attr]
             f"{own['n_beat']} of {own['n_compared']} trained runs beat {mine}."
         )
-    if "margin_over_logmel" in vb:
-        m = vb["margin_over_logmel"]
+    if vb.margin_over_logmel is not None:
+        m = vb.margin_over_logmel
         how = (
             "clearly beat" if m >= MARGIN
             else f"beat, by less than {MARGIN:g}," if m > 0
@@ -196,8 +203,22 @@ def sentences(learning: dict, verification: dict | None = None) -> list[str]:
         )  # fmt: skip
         out.append(
             f"The best trained run {how} the standardised log-mel baseline "
-            f"({vb['logmel']['suite']:.3f}): {m:+.3f}."
+            f"({vb.logmel.suite:.3f}): {m:+.3f}."  # type: ignore[union-attr]
         )
+    return out
+
+
+def sentences(
+    learning: Learning | dict, verification: Verification | dict | None = None
+) -> list[str]:
+    """The verdict's plain words on learning, compute and the verification run."""
+    if isinstance(learning, dict):
+        learning = Learning.from_dict(learning)  # type: ignore[assignment]
+    if isinstance(verification, dict):
+        verification = Verification.from_dict(verification)
+    vb = learning.baselines or LearningBaselines()  # type: ignore[union-attr]
+    cb = learning.compute or {}  # type: ignore[union-attr]
+    out = _baseline_sentences(vb)
     per = cb.get("per_size", {})
     if per:
         rising = [k for k, v in per.items() if v["rises_overall"]]
@@ -221,41 +242,43 @@ def sentences(learning: dict, verification: dict | None = None) -> list[str]:
     return out
 
 
-def _rankme_clause(v: dict) -> str:
+def _rankme_clause(v: Verification) -> str:
     """' Its RankMe: predicted … [lo, hi], measured … (inside / outside).' or ''."""
-    pred, meas = (v.get("predicted") or {}).get("rankme") or {}, v["measured"].get("rankme")
-    if pred.get("value") is None or meas is None:
+    pred = (v.predicted.rankme if v.predicted else None) or Estimate()
+    meas = v.measured.rankme if v.measured else None
+    if pred.value is None or meas is None:
         return ""
-    iv = pred.get("ci")
+    iv = pred.ci
     where = ""
     if iv:
         where = " (inside)" if iv[0] <= meas <= iv[1] else " (outside)"
     iv_s = f" [{iv[0]:.1f}, {iv[1]:.1f}]" if iv else ""
     return (
-        f" Its RankMe: predicted {pred['value']:.1f}{iv_s} by the trained runs' law in N "
+        f" Its RankMe: predicted {pred.value:.1f}{iv_s} by the trained runs' law in N "
         f"and D, measured {meas:.1f}{where}."
     )
 
 
-def verification_sentence(v: dict) -> str:
+def verification_sentence(v: Verification) -> str:
     """Plain words for a checked verification run."""
-    if "run" not in v:
-        return f"No verification run: {v.get('note', 'no allocation')}."
-    run, pred = v["run"], v.get("predicted", {})
-    outcome = v.get("outcome", "not run")
-    iv = pred.get("interval")
+    if v.run is None:
+        return f"No verification run: {'no allocation' if v.note is None else v.note}."
+    run, pred = v.run, v.predicted or Prediction()
+    outcome = v.outcome or "not run"
+    iv = pred.interval
     iv_s = f" (95 % prediction interval [{iv[0]:.3f}, {iv[1]:.3f}])" if iv else " (no interval)"
     head = (
-        f"The allocation for {v['budget_flops']:.2g} FLOPs was checked by training "
+        f"The allocation for {v.budget_flops:.2g} FLOPs was checked by training "
         f"{run['preset']} for {run['steps']} steps: predicted suite "
-        f"{pred.get('suite') or float('nan'):.3f}{iv_s}"
+        f"{pred.suite or float('nan'):.3f}{iv_s}"
     )
     if outcome in ("hit", "miss", "no interval"):
-        meas = v["measured"]["suite"]
+        meas = v.measured.suite  # type: ignore[union-attr]
+        reason = pred.extra.get("ci_reason", "refused")
         tail = {
             "hit": "inside the interval (hit)",
-            "miss": f"outside the interval by {v.get('miss_by', 0):.3f} (miss)",
-            "no interval": f"with no interval to check ({pred.get('ci_reason', 'refused')}); "
+            "miss": f"outside the interval by {v.miss_by or 0:.3f} (miss)",
+            "no interval": f"with no interval to check ({reason}); "
             "neither a hit nor a miss can be claimed",
         }[outcome]
         return f"{head}, measured {meas:.3f}, {tail}.{_rankme_clause(v)}"

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import OptimizeResult, least_squares
 
+from audioscale.numerics import loglog_line
 from audioscale.utils import finite_or_none
 
 SAT_B_BOUNDS = (0.01, 5.0)
@@ -151,7 +152,7 @@ def fit_power(x: np.ndarray, y: np.ndarray, huber: bool = False, huber_delta: fl
     if why:
         return Fit("power", {"a": math.nan, "b": math.nan}, x.size, False, why, settings=settings)
     lx, ly = np.log(x), np.log(y)
-    b, loga = np.polyfit(lx, ly, 1)
+    loga, b = loglog_line(lx, ly, method="lstsq")
     if huber:
         res = least_squares(
             lambda t: t[0] + t[1] * lx - ly, [loga, b], loss="huber", f_scale=huber_delta
@@ -170,12 +171,7 @@ def power_ols_batch(lx: np.ndarray, ly: np.ndarray) -> tuple[np.ndarray, np.ndar
 
     Returns (log a, b); resamples where x does not vary give NaN.
     """
-    mx, my = lx.mean(axis=1, keepdims=True), ly.mean(axis=1, keepdims=True)
-    sxx = ((lx - mx) ** 2).sum(axis=1)
-    sxy = ((lx - mx) * (ly - my)).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        b = np.where(sxx > 1e-12, sxy / np.where(sxx > 0, sxx, 1.0), np.nan)
-    return my[:, 0] - b * mx[:, 0], b
+    return loglog_line(lx, ly)
 
 
 def _sat_bounds(y: np.ndarray) -> tuple[list[float], list[float]]:
@@ -274,18 +270,7 @@ def fit_saturating(
         return Fit("saturating", nan_p, x.size, False, why, settings=settings)
     ly = np.log(y)
     lo, hi = _sat_bounds(y)
-
-    lx = np.log(x)
-
-    def resid(t: np.ndarray) -> np.ndarray:
-        yhat = t[2] - t[0] * x ** (-t[1])
-        return np.log(np.maximum(yhat, 1e-12)) - ly
-
-    def jac(t: np.ndarray) -> np.ndarray:
-        xb = x ** (-t[1])
-        inv = 1.0 / np.maximum(t[2] - t[0] * xb, 1e-12)
-        return np.column_stack([-xb * inv, t[0] * xb * lx * inv, inv])
-
+    resid, jac = _sat_residuals(x, ly)
     starts = starts if starts is not None else _sat_starts(x, y)
     settings["n_starts"] = len(starts)
     x0 = (np.clip(np.asarray(s, float), lo, hi) for s in starts)
@@ -296,13 +281,7 @@ def fit_saturating(
         return Fit("saturating", nan_p, x.size, False, "no start converged", settings=settings)
     a, b, c = (float(v) for v in best.x)
     params = {"a": a, "b": b, "c": c}
-    on_bound = []
-    if b <= SAT_B_BOUNDS[0] * 1.01 or b >= SAT_B_BOUNDS[1] * 0.99:
-        on_bound.append(f"b={b:.3g} on its bound")
-    if c >= hi[2] * 0.99:
-        on_bound.append("c on its upper bound (no plateau in the data)")
-    if np.any(c - a * x ** (-b) <= 1e-12):
-        on_bound.append("prediction not positive at some x")
+    on_bound = _sat_degenerate(a, b, c, x, hi[2])
     if on_bound:
         return Fit(
             "saturating",
@@ -314,6 +293,34 @@ def fit_saturating(
         )
     fit = Fit("saturating", params, x.size, True, "ok", settings=settings)
     return _info(fit, resid(best.x), ly, 3)
+
+
+def _sat_residuals(x: np.ndarray, ly: np.ndarray) -> tuple[Callable, Callable]:
+    """Log residuals of y = c − a·x^(−b) at t = (a, b, c) and their Jacobian."""
+    lx = np.log(x)
+
+    def resid(t: np.ndarray) -> np.ndarray:
+        yhat = t[2] - t[0] * x ** (-t[1])
+        return np.log(np.maximum(yhat, 1e-12)) - ly
+
+    def jac(t: np.ndarray) -> np.ndarray:
+        xb = x ** (-t[1])
+        inv = 1.0 / np.maximum(t[2] - t[0] * xb, 1e-12)
+        return np.column_stack([-xb * inv, t[0] * xb * lx * inv, inv])
+
+    return resid, jac
+
+
+def _sat_degenerate(a: float, b: float, c: float, x: np.ndarray, c_hi: float) -> list[str]:
+    """Why a saturating optimum is no fit: b or c on a bound, a non-positive prediction."""
+    on_bound = []
+    if b <= SAT_B_BOUNDS[0] * 1.01 or b >= SAT_B_BOUNDS[1] * 0.99:
+        on_bound.append(f"b={b:.3g} on its bound")
+    if c >= c_hi * 0.99:
+        on_bound.append("c on its upper bound (no plateau in the data)")
+    if np.any(c - a * x ** (-b) <= 1e-12):
+        on_bound.append("prediction not positive at some x")
+    return on_bound
 
 
 def refit_saturating(
@@ -430,12 +437,7 @@ def fit_joint(
         return Fit("joint", nan_p, n.size, False, "no start converged", settings=settings)
     big_e, a, b, al, be = (float(v) for v in best.x)
     params = {"E": big_e, "A": math.exp(a), "B": math.exp(b), "alpha": al, "beta": be}
-    bad = [
-        f"{k}={params[k]:.3g} on its bound"
-        for k in ("alpha", "beta")
-        if params[k] <= JOINT_EXP_BOUNDS[0] * 1.01 or params[k] >= JOINT_EXP_BOUNDS[1] * 0.99
-    ]
-    bad += _vanished_terms(params, n, d, loss)
+    bad = _joint_degenerate(params, n, d, loss)
     if bad:
         return Fit(
             "joint", params, n.size, False, "degenerate: " + "; ".join(bad), settings=settings
@@ -443,6 +445,16 @@ def fit_joint(
     msg = "ok" if big_e > 1e-9 * float(loss.min()) else "ok; E = 0 (no irreducible term identified)"
     fit = Fit("joint", params, n.size, True, msg, settings=settings)
     return _info(fit, _joint_model(best.x, ln, ld) - ll, ll, 5)
+
+
+def _joint_degenerate(params: dict, n: np.ndarray, d: np.ndarray, loss: np.ndarray) -> list[str]:
+    """Why a joint optimum is no fit: an exponent on its bound, a term that vanished."""
+    bad = [
+        f"{k}={params[k]:.3g} on its bound"
+        for k in ("alpha", "beta")
+        if params[k] <= JOINT_EXP_BOUNDS[0] * 1.01 or params[k] >= JOINT_EXP_BOUNDS[1] * 0.99
+    ]
+    return bad + _vanished_terms(params, n, d, loss)
 
 
 def _vanished_terms(params: dict, n: np.ndarray, d: np.ndarray, loss: np.ndarray) -> list[str]:

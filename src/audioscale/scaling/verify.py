@@ -33,8 +33,10 @@ import math
 import numpy as np
 
 from audioscale.scaling.allocation import JOINT_KEYS, rankme_prediction
+from audioscale.scaling.axes import base_config
 from audioscale.scaling.bootstrap import RESIDUAL_METHOD, residual_resamples, summarise
 from audioscale.scaling.powerlaw import WARM_MAX_NFEV, fit_joint, joint_start_from
+from audioscale.scaling.schema import JointLaw
 from audioscale.utils import finite_or_none, float_or_nan
 
 
@@ -107,7 +109,7 @@ def predict_interval(
 
 
 def plan(
-    alloc: dict,
+    alloc: JointLaw,
     rows_n: np.ndarray,
     rows_d: np.ndarray,
     rows_err: np.ndarray,
@@ -118,10 +120,10 @@ def plan(
     level: float = 0.95,
 ) -> dict:
     """Verification plan from an allocation of the suite error: the run and its prediction."""
-    n_opt = (alloc.get("N") or {}).get("value")
-    budget = alloc.get("budget_flops")
+    n_opt = alloc.N.value if alloc.N else None
+    budget = alloc.budget_flops
     if not n_opt or not budget:
-        return {"note": "no allocation to verify: " + str(alloc.get("note", "no optimum"))}
+        return {"note": "no allocation to verify: " + _note(alloc, "no optimum")}
     run = choose_run(float(n_opt), float(budget), candidates, batch_size)
     run["N_over_allocated"] = run["N"] / float(n_opt)  # far from 1: N* is off the ladder range
     err = predict_interval(rows_n, rows_d, rows_err, run["N"], run["D"], n_resamples, seed, level)
@@ -129,12 +131,17 @@ def plan(
     return {
         "budget_flops": float(budget),
         "allocated_N": float(n_opt),
-        "allocated_D": (alloc.get("D") or {}).get("value"),
-        "on_grid_edge": bool(alloc.get("on_grid_edge")),
+        "allocated_D": alloc.D.value if alloc.D else None,
+        "on_grid_edge": bool(alloc.on_grid_edge),
         "run": run,
         "predicted": pred,
         "method": "nearest ladder rung to N* in log N; steps = budget / f(N) / batch",
     }
+
+
+def _note(alloc: JointLaw, default: str) -> str:
+    """The allocation's note, ``default`` when it has none."""
+    return str(default if "note" in alloc.absent else alloc.note)
 
 
 def _suite_prediction(err: dict) -> dict:
@@ -170,11 +177,7 @@ def _col(rows: list[dict], key: str) -> np.ndarray:
     return np.array([float_or_nan(r.get(key)) for r in rows], dtype=float)
 
 
-def _mode(rows: list[dict], key: str, default: object) -> object:
-    vals = [r.get(key) for r in rows if r.get(key) is not None]
-    return max(sorted(set(vals), key=str), key=vals.count) if vals else default
-
-
+BASE_COLUMNS = ("family", "patch", "mask_ratio", "clip_seconds", "batch_size")
 MAX_RUNG_FACTOR = 4.0  # rungs above 4x the largest trained N are not candidates
 
 
@@ -187,28 +190,26 @@ def verification_for(
     level: float = 0.95,
 ) -> dict:
     """fits.json's ``verification``: the plan from the suite-error allocation of ``joint``
-    (study_fits.joint_laws), checked against the measured verify run when there is one.
+    (fits.laws.joint_laws), checked against the measured verify run when there is one.
     Candidates are the ladder rungs up to ``MAX_RUNG_FACTOR`` x the largest trained N in
     the runs' most common family, patch, mask ratio, clip length and batch size; their N
     is non-embedding parameters, so a law fitted on another N column has no rung to pick.
     ``level``: the coverage of every interval (the study's ``FitSettings.level``)."""
-    alloc = joint.get("suite_error") or {}
-    if alloc.get("on_grid_edge"):
+    alloc = JointLaw.from_dict(joint.get("suite_error") or {}) or JointLaw()
+    if alloc.on_grid_edge:
         return {"note": "no interior optimum (N* on the search edge): nothing to verify"}
-    if not (alloc.get("N") or {}).get("value"):
-        return {
-            "note": "no allocation to verify: " + str(alloc.get("note", "joint law not fitted"))
-        }
-    n_col = alloc.get("N_column") or "params_nonembed"
+    if not (alloc.N and alloc.N.value):
+        return {"note": "no allocation to verify: " + _note(alloc, "joint law not fitted")}
+    n_col = alloc.N_column or "params_nonembed"
     if n_col != "params_nonembed":
         return {"note": f"no verification: the joint law's N is {n_col}, the ladder's is "
                         "params_nonembed (results without it predate that column)"}  # fmt: skip
     n, d, err = _col(trained, n_col), _col(trained, "examples_seen"), 1 - _col(trained, "suite")
     ok = np.isfinite(n) & np.isfinite(d) & np.isfinite(err) & (n > 0) & (d > 0) & (err > 0)
-    base_model = {k: _mode(trained, k, None) for k in ("family", "patch", "mask_ratio")}
-    base_model = {k: v for k, v in base_model.items() if v is not None}
-    clip = float(_mode(trained, "clip_seconds", 2.0))  # type: ignore[arg-type]
-    batch = int(_mode(trained, "batch_size", 32))  # type: ignore[arg-type]
+    base = base_config(trained, BASE_COLUMNS, skip_missing=True)
+    base_model = {k: base[k] for k in ("family", "patch", "mask_ratio") if base[k] is not None}
+    clip = float(2.0 if base["clip_seconds"] is None else base["clip_seconds"])  # type: ignore[arg-type]
+    batch = int(32 if base["batch_size"] is None else base["batch_size"])  # type: ignore[arg-type]
     cands = [c for c in ladder_candidates(base_model, None, clip)
              if c[1] <= MAX_RUNG_FACTOR * float(np.nanmax(n[ok]))]  # fmt: skip
     out = plan(alloc, n[ok], d[ok], err[ok], cands, batch, seed, n_resamples, level)
@@ -229,9 +230,18 @@ def verification_for(
         )}  # fmt: skip
         out["outcome"] = "not run"
         return out
-    out["run_id"] = match[0].get("run_id")
-    # predict at what the run measured it was (its N and examples seen), not the plan
-    n_run, d_run = _col(match, "params_nonembed")[0], _col(match, "examples_seen")[0]
+    return _checked(out, match[0], trained, (n, d, err, ok), (seed, n_resamples, level))
+
+
+def _checked(out: dict, row: dict, trained: list[dict], law: tuple, boot: tuple) -> dict:
+    """The plan ``out`` checked against its measured verify ``row``: predictions at the
+    N and examples the run measured (not the plan's), then hit or miss."""
+    n, d, err, ok = law
+    seed, n_resamples, level = boot
+    run, rankme = out["run"], _col(trained, "rankme")
+    planned_at = _col([run], "N")[0], _col([run], "D")[0]
+    out["run_id"] = row.get("run_id")
+    n_run, d_run = _col([row], "params_nonembed")[0], _col([row], "examples_seen")[0]
     measured_at = bool(np.isfinite(n_run) and np.isfinite(d_run) and n_run > 0 and d_run > 0)
     if measured_at and (n_run, d_run) != (run.get("N"), run.get("D")):
         err_at = predict_interval(n[ok], d[ok], err[ok], n_run, d_run, n_resamples, seed, level)
@@ -242,6 +252,6 @@ def verification_for(
     out["predicted"] = {**out.get("predicted", {}), "rankme": rankme_prediction(
         n, d, rankme, at_n, at_d, n_resamples, seed, level, new_run=True
     )}  # fmt: skip
-    out = check(out, float(_col(match, "suite")[0]))
-    out["measured"]["rankme"] = finite_or_none(_col(match, "rankme")[0])
+    out = check(out, float(_col([row], "suite")[0]))
+    out["measured"]["rankme"] = finite_or_none(_col([row], "rankme")[0])
     return out

@@ -52,6 +52,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from audioscale.config import (
     BUDGET_KINDS,
     FrontendConfig,
@@ -63,6 +65,7 @@ from audioscale.config import (
 from audioscale.errors import ConfigError, DataError
 from audioscale.models.arch import architecture, model_architecture
 from audioscale.models.ladder import SIZE_KEYS, SIZE_PRESETS, resolve
+from audioscale.numerics import loglog_line
 from audioscale.train import recipe
 from audioscale.utils import atomic_save_json, nan_to_none
 
@@ -235,13 +238,11 @@ def fit_power_law(widths: list[float], lrs: list[float]) -> PowerFit | None:
     xs = [math.log(w) for w in widths]
     ys = [math.log(v) for v in lrs]
     n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
-    slope = sxy / sxx
-    icpt = my - slope * mx
+    icpt_, slope_ = loglog_line(np.array(xs), np.array(ys), sequential=True)
+    icpt, slope = float(icpt_), float(slope_)
     r2 = None
     if n > 2:
+        my = sum(ys) / n
         ss_tot = sum((y - my) ** 2 for y in ys)
         ss_res = sum((y - icpt - slope * x) ** 2 for x, y in zip(xs, ys, strict=True))
         r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
