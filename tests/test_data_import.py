@@ -148,6 +148,57 @@ def test_import_pool_resumes_after_an_interrupt(pool, tmp_path, monkeypatch):
     assert rep.n_scanned == 3 * PER_LABEL - 7 and rep.n_kept == 3 * PER_LABEL
 
 
+def _tone(path: Path, hz: float, fmt: str | None = None, seconds: float = 1.0) -> None:
+    import soundfile as sf
+
+    t = np.arange(int(16000 * seconds)) / 16000
+    sf.write(path, 0.5 * np.sin(2 * np.pi * hz * t), 16000, format=fmt)
+
+
+def _peak_hz(path: str) -> float:
+    import soundfile as sf
+
+    x, sr = sf.read(path)
+    return float(np.argmax(np.abs(np.fft.rfft(x))) * sr / len(x))
+
+
+def test_import_pool_copy_rerun_never_reuses_another_files_wav(tmp_path):
+    """Regression: --copy named a WAV by its stem and an existing WAV was kept, so a new
+    ``a.flac`` sorted before ``a.wav`` took ``a.wav``'s old conversion (wrong audio), and a
+    changed file kept its stale conversion."""
+    from audioscale.data.import_pool import import_pool
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _tone(src / "a.wav", 440)
+    _tone(src / "b.wav", 880)
+    import_pool([src], tmp_path / "p", copy=True, workers=1)
+    _tone(src / "a.flac", 220, "FLAC")
+    import_pool([src], tmp_path / "p", copy=True, workers=1)
+    rows = load_pool(tmp_path / "p")
+    assert sorted(_peak_hz(r["path"]) for r in rows) == [220, 440, 880]
+    _tone(src / "b.wav", 660, seconds=0.5)  # changed in place: converted again
+    import_pool([src], tmp_path / "p", copy=True, workers=1)
+    rows = load_pool(tmp_path / "p")
+    assert sorted(_peak_hz(r["path"]) for r in rows) == [220, 440, 660]
+    assert len(list((tmp_path / "p" / "audio" / "src").glob("*.wav"))) == 3  # stale one gone
+
+
+def test_import_pool_rescans_when_the_length_limit_changes(tmp_path):
+    """Regression: the scan cache ignored ``limit_seconds``, so files rejected as too long
+    stayed rejected after a rerun with a higher limit."""
+    from audioscale.data.import_pool import import_pool
+    from audioscale.data.taskwrite import NothingImported
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _tone(src / "a.wav", 440, seconds=2.0)
+    with pytest.raises(NothingImported):
+        import_pool([src], tmp_path / "p", limit_seconds=1.0, workers=1)
+    rep = import_pool([src], tmp_path / "p", limit_seconds=10.0, workers=1)
+    assert rep.n_scanned == 1 and rep.n_kept == 1
+
+
 def test_import_pool_with_nothing_usable_exits_non_zero(tmp_path, capsys):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "x.wav").write_bytes(b"")

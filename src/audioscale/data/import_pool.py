@@ -12,7 +12,7 @@ Split: ``heldout`` when the first 48 bits of sha1(``<path relative to SRC>``) fa
 ``heldout_fraction``, else ``train``, so adding files never moves old ones.
 
 Scale: the scan runs in ``workers`` processes with a progress bar; every result is
-appended to ``OUT/.pool-scan.jsonl`` keyed by (absolute path, size, mtime), so an
+appended to ``OUT/.pool-scan.jsonl`` keyed by (absolute path, size, mtime, length limit), so an
 interrupted import resumes and a rerun on a grown folder scans only new or changed files.
 
 Output: ``OUT/manifest.csv`` (``path,duration,source,split``; ``source`` = SRC's folder
@@ -121,8 +121,8 @@ def scan_file(args: tuple[str, float]) -> dict:
         st = os.stat(path)
     except OSError as e:  # gone or unreadable since the walk: never fresh in the cache
         bad = dict(member="", ok=False, kind="unreadable", reason=str(e.strerror), duration=None)
-        return dict(path=path, size=-1, mtime=-1, entries=[bad])
-    out = dict(path=path, size=st.st_size, mtime=st.st_mtime_ns, entries=[])
+        return dict(path=path, size=-1, mtime=-1, limit=limit, entries=[bad])
+    out = dict(path=path, size=st.st_size, mtime=st.st_mtime_ns, limit=limit, entries=[])
     if os.path.splitext(path)[1].lower() not in ARCHIVE_EXTENSIONS:
         out["entries"].append(_entry("", check_file(path, limit_seconds=limit)))
         return out
@@ -161,8 +161,10 @@ def load_cache(path: Path) -> dict[str, dict]:
     return cache
 
 
-def _fresh(r: dict | None, path: str) -> bool:
-    if r is None:
+def _fresh(r: dict | None, path: str, limit: float) -> bool:
+    """Whether the cached result ``r`` still holds: same size, mtime and length limit
+    (a file too long under one ``limit_seconds`` may be fine under another)."""
+    if r is None or r.get("limit") != limit:
         return False
     try:
         st = os.stat(path)
@@ -196,7 +198,7 @@ def scan(
 ) -> tuple[dict[str, dict], int]:
     """Scan results for ``files``, decoding only those not fresh in the cache."""
     cache = load_cache(cache_path)
-    todo = [str(f) for f in files if not _fresh(cache.get(str(f)), str(f))]
+    todo = [str(f) for f in files if not _fresh(cache.get(str(f)), str(f), limit)]
     with open(cache_path, "a", encoding="utf-8", errors="surrogateescape") as fh:
         jobs = [(p, limit) for p in todo]
         for i, r in enumerate(_run_parallel(scan_file, jobs, workers, "scanning", progress)):
@@ -236,6 +238,7 @@ def _rows(
                     continue
                 path = f"{f}::{e['member']}" if e["member"] else str(f)
                 split = "heldout" if is_heldout(name, fraction) else "train"
+                c = cache[str(f)]
                 rows.append(
                     dict(
                         path=path,
@@ -243,17 +246,21 @@ def _rows(
                         source=source,
                         split=split,
                         _rel=name,
+                        _sig=f"{path}\0{c['size']}\0{c['mtime']}",
                     )
                 )
     return rows
 
 
 def _copy(rows: list[dict], out: Path, workers: int, progress: bool, rep: PoolReport) -> list[dict]:
-    """Convert kept files into ``out/audio/<source>/`` (see the module doc)."""
+    """Convert kept files into ``out/audio/<source>/`` (see the module doc). A WAV's name
+    holds a hash of its file's path, size and mtime, so an existing WAV is reused
+    only for the very file it was made from; WAVs of files gone or changed are removed."""
     jobs, used = [], set()
     for r in rows:
         stem = os.path.splitext(r["_rel"].replace("::", "/"))[0].replace("/", "__")
-        dest = out / "audio" / r["source"] / f"{safe_name(stem)}.wav"
+        sig = hashlib.sha1(r["_sig"].encode("utf-8", "surrogateescape")).hexdigest()[:10]
+        dest = out / "audio" / r["source"] / f"{safe_name(stem)}-{sig}.wav"
         k = 1
         while dest in used:
             k += 1
@@ -267,6 +274,10 @@ def _copy(rows: list[dict], out: Path, workers: int, progress: bool, rep: PoolRe
             rep.skipped.append(FileReport(display_path(r["_rel"]), False, *err.split(": ", 1)))
         else:
             kept.append({**r, "path": dest})
+    for source in {r["source"] for r in rows}:
+        for old in (out / "audio" / source).glob("*.wav"):
+            if old not in used:
+                old.unlink(missing_ok=True)
     return kept
 
 
