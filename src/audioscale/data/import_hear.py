@@ -70,8 +70,16 @@ def split_names(meta: dict) -> dict[str, str]:
     if meta["split_mode"] == "trainvaltest":
         return {"train": "train", "valid": "valid", "test": "test"}
     if meta["split_mode"] in KFOLD_MODES:
-        names = meta.get("splits") or [f"fold{i:02d}" for i in range(int(meta["nfolds"]))]
-        return {n: fold_id(i + 1) for i, n in enumerate(names)}
+        names = meta.get("splits")
+        if not names:
+            try:
+                names = [f"fold{i:02d}" for i in range(int(meta["nfolds"]))]
+            except (KeyError, TypeError, ValueError):
+                raise DataError(
+                    f"{meta['task_name']}: {meta['split_mode']} task_metadata.json has "
+                    "neither 'splits' nor a whole number 'nfolds'"
+                ) from None
+        return {str(n): fold_id(i + 1) for i, n in enumerate(names)}
     raise DataError(f"{meta['task_name']}: unknown split_mode {meta['split_mode']!r}")
 
 
@@ -80,8 +88,13 @@ def read_vocabulary(task_dir: Path) -> set[str] | None:
     path = task_dir / "labelvocabulary.csv"
     if not path.is_file():
         return None
-    with open(path, newline="", encoding="utf-8") as f:
-        return {r["label"].strip() for r in csv.DictReader(f)}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return {(r["label"] or "").strip() for r in csv.DictReader(f)}
+    except KeyError:
+        raise DataError(f"{display_path(path)}: no 'label' column") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{display_path(path)}: cannot read ({e})") from None
 
 
 def audio_root(task_dir: Path, meta: dict) -> Path:
