@@ -344,6 +344,28 @@ def test_import_hear_unreadable_label_file_loses_only_its_fold(tmp_path, clips):
     assert "cannot read" in rep.skipped[0].reason
 
 
+@pytest.mark.parametrize(
+    "meta, vocab, why",
+    [
+        ({"split_mode": "new_split_kfold"}, "idx,label\n0,a\n", "neither 'splits' nor"),
+        ({"split_mode": "trainvaltest"}, "idx,name\n0,a\n", "no 'label' column"),
+        ({"split_mode": "trainvaltest"}, b"idx,label\n0,caf\xe9\n", "cannot read"),
+    ],
+)
+def test_import_hear_malformed_metadata_is_one_line(tmp_path, capsys, meta, vocab, why):
+    """Regression: a k-fold task_metadata.json without ``splits``/``nfolds`` and a
+    labelvocabulary.csv without a ``label`` column (or not UTF-8) raised tracebacks."""
+    d = tmp_path / "t"
+    (d / "16000").mkdir(parents=True)
+    md = {"task_name": "t", "embedding_type": "scene", "prediction_type": "multiclass"}
+    (d / "task_metadata.json").write_text(json.dumps(md | meta))
+    voc = d / "labelvocabulary.csv"
+    voc.write_bytes(vocab) if isinstance(vocab, bytes) else voc.write_text(vocab)
+    code, _, err = run_cli(["data", "import-hear", str(d), "--out", str(tmp_path / "o")], capsys)
+    assert code != 0 and why in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_import_hear_event_task_is_one_line(tmp_path, clips, capsys):
     src = hear_task(tmp_path / "hear", clips, bad=False, embedding_type="event")
     code, _, err = run_cli(["data", "import-hear", str(src), "--out", str(tmp_path / "t")], capsys)
@@ -509,6 +531,16 @@ def test_import_csv_with_nothing_importable_exits_non_zero(tmp_path, capsys):
                            capsys)  # fmt: skip
     assert code != 0 and "nothing could be imported (1 problems)" in err
     assert "skipped m.csv row 2: gone.wav: missing:" in err  # the problem lines still shown
+
+
+def test_import_csv_not_utf8_is_one_line(tmp_path, capsys):
+    """Regression: a Latin-1 metadata CSV raised UnicodeDecodeError with a traceback."""
+    (tmp_path / "m.csv").write_bytes(b"file,label\nx.wav,caf\xe9\n")
+    (tmp_path / "audio").mkdir()
+    code, _, err = run_cli(["data", "import-csv", str(tmp_path / "m.csv"), "--audio",
+                            str(tmp_path / "audio"), "--path-col", "file", "--label-col",
+                            "label", "--out", str(tmp_path / "t")], capsys)  # fmt: skip
+    assert code != 0 and "m.csv: not UTF-8" in err and "Traceback" not in err
 
 
 # --------------------------------------------------------------------------- TensorBoard

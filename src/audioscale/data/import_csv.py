@@ -38,11 +38,19 @@ def read_rows(meta: Path) -> list[dict]:
     """The CSV's rows as dicts (DataError when it is missing or has no header)."""
     if not meta.is_file():
         raise DataError(f"{display_path(meta)}: metadata CSV not found")
-    with open(meta, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames:
-            raise DataError(f"{display_path(meta)}: metadata CSV is empty (no header row)")
-        return [{k.strip(): (v or "").strip() for k, v in r.items() if k} for r in reader]
+    try:
+        with open(meta, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames:
+                raise DataError(f"{display_path(meta)}: metadata CSV is empty (no header row)")
+            return [{k.strip(): (v or "").strip() for k, v in r.items() if k} for r in reader]
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{display_path(meta)}: not UTF-8 (byte {e.object[e.start]:#04x} at offset "
+            f"{e.start}); save it as UTF-8"
+        ) from None
+    except (OSError, csv.Error) as e:
+        raise DataError(f"{display_path(meta)}: cannot read ({e})") from None
 
 
 def _need_columns(meta: Path, rows: list[dict], cols: list[str | None]) -> None:
