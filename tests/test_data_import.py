@@ -199,6 +199,24 @@ def test_import_pool_rescans_when_the_length_limit_changes(tmp_path):
     assert rep.n_scanned == 1 and rep.n_kept == 1
 
 
+def test_import_pool_nested_or_repeated_sources_give_one_row_per_file(tmp_path):
+    """Regression: ``import-pool data data/sub`` listed each file of ``sub`` twice, under
+    two relative paths, so one file could sit in both train and heldout."""
+    from audioscale.data.import_pool import import_pool
+
+    sub = tmp_path / "data" / "sub"
+    sub.mkdir(parents=True)
+    for i in range(8):
+        _tone(sub / f"t{i}.wav", 300 + 50 * i)
+    (tmp_path / "data" / "link.wav").symlink_to(sub / "t0.wav")
+    srcs = [tmp_path / "data", sub, tmp_path / "data"]
+    rep = import_pool(srcs, tmp_path / "p", heldout_fraction=0.5, workers=1)
+    rows = load_pool(tmp_path / "p")
+    assert len(rows) == rep.n_kept == 8 and rep.n_duplicates == 9
+    assert len({Path(r["path"]).resolve() for r in rows}) == 8
+    assert {r["source"] for r in rows} == {"data"}
+
+
 def test_import_pool_with_nothing_usable_exits_non_zero(tmp_path, capsys):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "x.wav").write_bytes(b"")

@@ -63,6 +63,7 @@ class PoolReport:
     n_heldout: int = 0
     n_scanned: int = 0  # files decoded this run (the rest came from the scan cache)
     n_ignored: int = 0  # files that are neither audio nor an archive
+    n_duplicates: int = 0  # files already found under an earlier SRC (nested SRCs, links)
     hours: float = 0.0
     wall_s: float = 0.0
     skipped: list[FileReport] = field(default_factory=list)
@@ -304,10 +305,18 @@ def import_pool(
             raise DataError(f"{display_path(out)}: with --copy, OUT must not lie inside SRC")
     out.mkdir(parents=True, exist_ok=True)
     rep = PoolReport(str(out))
-    found = {}
-    for s in srcs:
-        found[s], ignored = walk(s, skip=out / "audio", bad=rep.skipped)
+    found, seen = {}, set()
+    for s in dict.fromkeys(srcs):  # a file reached twice (nested SRCs, a link) is one row
+        files, ignored = walk(s, skip=out / "audio", bad=rep.skipped)
+        found[s] = []
+        for f in files:
+            real = os.path.realpath(f)
+            if real not in seen:
+                seen.add(real)
+                found[s].append(f)
         rep.n_ignored += ignored
+        rep.n_duplicates += len(files) - len(found[s])
+    srcs = list(found)
     every = [f for s in srcs for f in found[s]]
     workers = workers or min(os.cpu_count() or 1, 8)
     cache, rep.n_scanned = scan(every, out / CACHE_NAME, workers, limit_seconds, progress)
