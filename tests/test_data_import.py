@@ -561,6 +561,40 @@ def test_import_csv_not_utf8_is_one_line(tmp_path, capsys):
     assert code != 0 and "m.csv: not UTF-8" in err and "Traceback" not in err
 
 
+def test_probe_task_and_suite_naming_one_folder_load_it_once(tmp_path, monkeypatch):
+    """Regression: ``probe --task tasks/x --suite S`` with S listing tasks/x (absolute
+    once loaded) extracted and probed the task twice."""
+    import audioscale.data.manifest as manifest
+    import audioscale.embed.extract as extract
+    from audioscale.data.import_csv import import_csv
+    from audioscale.probe.suite import evaluate
+
+    (tmp_path / "audio").mkdir()
+    for i in range(4):
+        _tone(tmp_path / "audio" / f"x{i}.wav", 300 + 100 * i)
+    _write_csv(tmp_path / "m.csv", ["file", "label"], [[f"x{i}.wav", i % 2] for i in range(4)])
+    import_csv(tmp_path / "m.csv", tmp_path / "audio", tmp_path / "tasks" / "x", "file", "label")
+    (tmp_path / "s.yaml").write_text("tasks: [tasks/x]\n")
+    loaded, real = [], manifest.load_task
+
+    def counting(d):
+        loaded.append(Path(d).resolve())
+        return real(d)
+
+    class Stop(Exception):
+        pass
+
+    def stop(*a, **k):
+        raise Stop
+
+    monkeypatch.setattr(manifest, "load_task", counting)
+    monkeypatch.setattr(extract, "extract", stop)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Stop):
+        evaluate(None, [Path("tasks/x")], suite=tmp_path / "s.yaml", progress=False)
+    assert loaded == [(tmp_path / "tasks" / "x").resolve()]
+
+
 # --------------------------------------------------------------------------- TensorBoard
 
 
