@@ -217,6 +217,21 @@ def test_import_pool_nested_or_repeated_sources_give_one_row_per_file(tmp_path):
     assert {r["source"] for r in rows} == {"data"}
 
 
+def test_import_pool_rerun_under_another_spelling_scans_nothing(tmp_path, monkeypatch):
+    """Regression: SRC paths were made absolute but not normalised, so ``../data`` from
+    another folder rescanned every file and wrote ``x/../data/...`` paths."""
+    from audioscale.data.import_pool import import_pool
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    _tone(tmp_path / "data" / "a.wav", 440)
+    monkeypatch.chdir(tmp_path)
+    assert import_pool(["data"], "p", workers=1).n_scanned == 1
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert import_pool(["../data"], "../p", workers=1).n_scanned == 0
+    assert ".." not in load_pool(tmp_path / "p")[0]["path"]
+
+
 def test_import_pool_with_nothing_usable_exits_non_zero(tmp_path, capsys):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "x.wav").write_bytes(b"")

@@ -295,7 +295,8 @@ def import_pool(
 
     Raises DataError for a missing SRC, an OUT inside a SRC, or when no file is usable."""
     t0 = time.perf_counter()
-    out, srcs = Path(out).absolute(), [Path(s).absolute() for s in srcs]
+    # normalised ("a/../b" → "b"): the scan cache and the manifest key files by these paths
+    out, srcs = Path(os.path.abspath(out)), [Path(os.path.abspath(s)) for s in srcs]
     if not 0.0 <= heldout_fraction < 1.0:
         raise DataError(f"--heldout-fraction {heldout_fraction} is not in [0, 1)")
     for s in srcs:
