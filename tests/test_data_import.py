@@ -399,6 +399,26 @@ def test_import_hear_malformed_metadata_is_one_line(tmp_path, capsys, meta, voca
     assert len(err.strip().splitlines()) == 1
 
 
+def test_import_hear_multiclass_clip_with_two_labels_is_a_problem(tmp_path):
+    """Regression: a multiclass clip listing two labels was imported as one made-up class
+    ``"a;b"`` (the multilabel encoding) instead of being reported."""
+    from audioscale.data.import_hear import import_hear
+
+    d = tmp_path / "t"
+    (d / "16000" / "train").mkdir(parents=True)
+    md = {"task_name": "t", "embedding_type": "scene", "prediction_type": "multiclass",
+          "split_mode": "trainvaltest"}  # fmt: skip
+    (d / "task_metadata.json").write_text(json.dumps(md))
+    (d / "labelvocabulary.csv").write_text("idx,label\n0,a\n1,b\n")
+    _tone(d / "16000" / "train" / "x.wav", 440)
+    _tone(d / "16000" / "train" / "y.wav", 880)
+    (d / "train.json").write_text(json.dumps({"x.wav": ["a", "b"], "y.wav": ["b"]}))
+    rep = import_hear(d, tmp_path / "o")
+    assert rep.n_kept == 1 and [p.kind for p in rep.skipped] == ["bad-labels"]
+    assert "2 labels in a multiclass task" in rep.skipped[0].reason
+    assert [r["label"] for r in csv.DictReader(open(tmp_path / "o" / "manifest.csv"))] == ["b"]
+
+
 def test_import_hear_event_task_is_one_line(tmp_path, clips, capsys):
     src = hear_task(tmp_path / "hear", clips, bad=False, embedding_type="event")
     code, _, err = run_cli(["data", "import-hear", str(src), "--out", str(tmp_path / "t")], capsys)

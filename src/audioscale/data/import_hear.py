@@ -147,6 +147,7 @@ def import_hear(
     splits = split_names(meta)
     audio = audio_root(task_dir, meta)
     w = TaskWriter(out or Path("tasks") / name, name, "hear", read_vocabulary(task_dir), force)
+    multilabel = meta["prediction_type"] == "multilabel"
     for lf in _label_files(task_dir, splits, w):
         try:
             labels = _json(lf)
@@ -163,9 +164,10 @@ def import_hear(
                 w.problem(shown, "missing", f"listed in {lf.name} but not under {audio.name}/")
             elif not isinstance(labs, list) or not all(_is_label(x) for x in labs):
                 w.problem(shown, "bad-labels", "labels are not a list of names")
+            elif not multilabel and len(labs) > 1:  # would become one made-up class "a;b"
+                w.problem(shown, "bad-labels", f"{len(labs)} labels in a multiclass task")
             else:
                 w.add(f, shown, [str(x) for x in labs], splits[lf.stem])
-    multilabel = meta["prediction_type"] == "multilabel"
     metric = "mAP" if multilabel else "accuracy"
     desc = f"HEAR 2021 task {meta['task_name']} ({meta['split_mode']}) from {task_dir.name}"
     return w.finish(
