@@ -232,6 +232,23 @@ def test_import_pool_rerun_under_another_spelling_scans_nothing(tmp_path, monkey
     assert ".." not in load_pool(tmp_path / "p")[0]["path"]
 
 
+def test_long_paths_make_short_wav_names(tmp_path):
+    """Regression: --copy (and the task importers) named a WAV after the whole relative
+    path, so a deep or long path hit "File name too long" and aborted the import."""
+    from audioscale.data.import_csv import import_csv
+    from audioscale.data.import_pool import import_pool
+
+    deep = tmp_path / "src" / ("d" * 150)
+    deep.mkdir(parents=True)
+    _tone(deep / ("f" * 150 + ".wav"), 440)
+    assert import_pool([tmp_path / "src"], tmp_path / "p", copy=True, workers=1).n_kept == 1
+    long = "g" * 245 + ".wav"
+    _tone(deep / long, 440)
+    _tone(deep / "b.wav", 880)
+    _write_csv(tmp_path / "m.csv", ["file", "label"], [[long, "a"], ["b.wav", "b"]])
+    assert import_csv(tmp_path / "m.csv", deep, tmp_path / "t", "file", "label").n_kept == 2
+
+
 def test_import_pool_with_nothing_usable_exits_non_zero(tmp_path, capsys):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "x.wav").write_bytes(b"")

@@ -45,7 +45,7 @@ from audioscale.audio.io import (
 )
 from audioscale.data.importer import SAMPLE_RATE, _encode_wav, safe_name
 from audioscale.data.manifest import write_manifest
-from audioscale.data.taskwrite import NothingImported
+from audioscale.data.taskwrite import NothingImported, short_stem
 from audioscale.errors import BadAudioError, DataError
 from audioscale.utils import atomic_write_bytes, progress_bar
 
@@ -261,7 +261,7 @@ def _copy(rows: list[dict], out: Path, workers: int, progress: bool, rep: PoolRe
     for r in rows:
         stem = os.path.splitext(r["_rel"].replace("::", "/"))[0].replace("/", "__")
         sig = hashlib.sha1(r["_sig"].encode("utf-8", "surrogateescape")).hexdigest()[:10]
-        dest = out / "audio" / r["source"] / f"{safe_name(stem)}-{sig}.wav"
+        dest = out / "audio" / r["source"] / f"{short_stem(safe_name(stem))}-{sig}.wav"
         k = 1
         while dest in used:
             k += 1
