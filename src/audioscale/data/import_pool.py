@@ -306,12 +306,15 @@ def import_pool(
             raise DataError(f"{display_path(out)}: with --copy, OUT must not lie inside SRC")
     out.mkdir(parents=True, exist_ok=True)
     rep = PoolReport(str(out))
-    found, seen = {}, set()
+    found, seen, real_dirs = {}, set(), {}
     for s in dict.fromkeys(srcs):  # a file reached twice (nested SRCs, a link) is one row
         files, ignored = walk(s, skip=out / "audio", bad=rep.skipped)
         found[s] = []
         for f in files:
-            real = os.path.realpath(f)
+            d = str(f.parent)  # realpath once per folder, per file only for a file link
+            if d not in real_dirs:
+                real_dirs[d] = os.path.realpath(d)
+            real = os.path.realpath(f) if f.is_symlink() else os.path.join(real_dirs[d], f.name)
             if real not in seen:
                 seen.add(real)
                 found[s].append(f)
