@@ -686,6 +686,27 @@ def test_tensorboard_absent_is_one_info_line(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "tb").exists()
 
 
+def test_tensorboard_broken_install_is_one_info_line(tmp_path, monkeypatch, capsys):
+    """Regression: only ImportError was caught, so a tensorboard that fails on import in
+    another way (protobuf mismatch: TypeError) crashed every training run."""
+    import builtins
+
+    from audioscale.train import tblog
+
+    real = builtins.__import__
+
+    def broken_tb(name, *a, **kw):
+        if name.startswith("torch.utils.tensorboard"):
+            raise TypeError("Descriptors cannot be created directly")
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", broken_tb)
+    monkeypatch.setattr(tblog, "_warned", False)
+    assert tblog.open_writer(tmp_path) is None and tblog.open_writer(tmp_path) is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tensorboard unusable (Descriptors" in err
+
+
 # --------------------------------------------------------------------------- sweep
 
 
