@@ -647,6 +647,22 @@ def test_probe_task_and_suite_naming_one_folder_load_it_once(tmp_path, monkeypat
     assert loaded == [(tmp_path / "tasks" / "x").resolve()]
 
 
+def test_import_csv_float_folds_as_pandas_writes_them(tmp_path):
+    """Regression: folds written as ``1.0`` (pandas, a column that once held NaN) were
+    all "not a fold", so nothing was imported; ``0.0`` marks a 0-based column."""
+    from audioscale.data.import_csv import import_csv
+
+    (tmp_path / "audio").mkdir()
+    rows = []
+    for i in range(4):
+        _tone(tmp_path / "audio" / f"x{i}.wav", 300 + 100 * i)
+        rows.append([f"x{i}.wav", i % 2, f"{i // 2}.0"])
+    _write_csv(tmp_path / "m.csv", ["file", "label", "fold"], rows)
+    rep = import_csv(tmp_path / "m.csv", tmp_path / "audio", tmp_path / "t", "file", "label",
+                     fold_col="fold")  # fmt: skip
+    assert rep.n_kept == 4 and not rep.skipped and sorted(rep.counts) == ["fold1", "fold2"]
+
+
 # --------------------------------------------------------------------------- TensorBoard
 
 

@@ -72,13 +72,13 @@ def _index(audio: Path) -> dict[str, Path]:
 
 def fold_split(value: str, shift: int) -> str | None:
     """``"3"`` → ``fold3`` (plus ``shift``), ``"fold3"`` kept; None when not a fold."""
-    m = re.fullmatch(r"(?:fold)?0*(\d+)", value.strip().lower())
+    m = re.fullmatch(r"(?:fold)?0*(\d+)(?:\.0*)?", value.strip().lower())  # "3.0": pandas
     return fold_id(int(m.group(1)) + shift) if m else None
 
 
 def _splits(rows: list[dict], fold_col: str | None, split_col: str | None) -> list[str | None]:
     if fold_col:
-        nums = [re.fullmatch(r"(?:fold)?(\d+)", r[fold_col].lower()) for r in rows]
+        nums = [re.fullmatch(r"(?:fold)?(\d+)(?:\.0*)?", r[fold_col].lower()) for r in rows]
         shift = 1 if any(m and int(m.group(1)) == 0 for m in nums) else 0
         return [fold_split(r[fold_col], shift) for r in rows]
     if split_col:
