@@ -148,6 +148,107 @@ def test_import_pool_resumes_after_an_interrupt(pool, tmp_path, monkeypatch):
     assert rep.n_scanned == 3 * PER_LABEL - 7 and rep.n_kept == 3 * PER_LABEL
 
 
+def _tone(path: Path, hz: float, fmt: str | None = None, seconds: float = 1.0) -> None:
+    import soundfile as sf
+
+    t = np.arange(int(16000 * seconds)) / 16000
+    sf.write(path, 0.5 * np.sin(2 * np.pi * hz * t), 16000, format=fmt)
+
+
+def _peak_hz(path: str) -> float:
+    import soundfile as sf
+
+    x, sr = sf.read(path)
+    return float(np.argmax(np.abs(np.fft.rfft(x))) * sr / len(x))
+
+
+def test_import_pool_copy_rerun_never_reuses_another_files_wav(tmp_path):
+    """Regression: --copy named a WAV by its stem and an existing WAV was kept, so a new
+    ``a.flac`` sorted before ``a.wav`` took ``a.wav``'s old conversion (wrong audio), and a
+    changed file kept its stale conversion."""
+    from audioscale.data.import_pool import import_pool
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _tone(src / "a.wav", 440)
+    _tone(src / "b.wav", 880)
+    import_pool([src], tmp_path / "p", copy=True, workers=1)
+    _tone(src / "a.flac", 220, "FLAC")
+    import_pool([src], tmp_path / "p", copy=True, workers=1)
+    rows = load_pool(tmp_path / "p")
+    assert sorted(_peak_hz(r["path"]) for r in rows) == [220, 440, 880]
+    _tone(src / "b.wav", 660, seconds=0.5)  # changed in place: converted again
+    import_pool([src], tmp_path / "p", copy=True, workers=1)
+    rows = load_pool(tmp_path / "p")
+    assert sorted(_peak_hz(r["path"]) for r in rows) == [220, 440, 660]
+    assert len(list((tmp_path / "p" / "audio" / "src").glob("*.wav"))) == 3  # stale one gone
+
+
+def test_import_pool_rescans_when_the_length_limit_changes(tmp_path):
+    """Regression: the scan cache ignored ``limit_seconds``, so files rejected as too long
+    stayed rejected after a rerun with a higher limit."""
+    from audioscale.data.import_pool import import_pool
+    from audioscale.data.taskwrite import NothingImported
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _tone(src / "a.wav", 440, seconds=2.0)
+    with pytest.raises(NothingImported):
+        import_pool([src], tmp_path / "p", limit_seconds=1.0, workers=1)
+    rep = import_pool([src], tmp_path / "p", limit_seconds=10.0, workers=1)
+    assert rep.n_scanned == 1 and rep.n_kept == 1
+
+
+def test_import_pool_nested_or_repeated_sources_give_one_row_per_file(tmp_path):
+    """Regression: ``import-pool data data/sub`` listed each file of ``sub`` twice, under
+    two relative paths, so one file could sit in both train and heldout."""
+    from audioscale.data.import_pool import import_pool
+
+    sub = tmp_path / "data" / "sub"
+    sub.mkdir(parents=True)
+    for i in range(8):
+        _tone(sub / f"t{i}.wav", 300 + 50 * i)
+    (tmp_path / "data" / "link.wav").symlink_to(sub / "t0.wav")
+    srcs = [tmp_path / "data", sub, tmp_path / "data"]
+    rep = import_pool(srcs, tmp_path / "p", heldout_fraction=0.5, workers=1)
+    rows = load_pool(tmp_path / "p")
+    assert len(rows) == rep.n_kept == 8 and rep.n_duplicates == 9
+    assert len({Path(r["path"]).resolve() for r in rows}) == 8
+    assert {r["source"] for r in rows} == {"data"}
+
+
+def test_import_pool_rerun_under_another_spelling_scans_nothing(tmp_path, monkeypatch):
+    """Regression: SRC paths were made absolute but not normalised, so ``../data`` from
+    another folder rescanned every file and wrote ``x/../data/...`` paths."""
+    from audioscale.data.import_pool import import_pool
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    _tone(tmp_path / "data" / "a.wav", 440)
+    monkeypatch.chdir(tmp_path)
+    assert import_pool(["data"], "p", workers=1).n_scanned == 1
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert import_pool(["../data"], "../p", workers=1).n_scanned == 0
+    assert ".." not in load_pool(tmp_path / "p")[0]["path"]
+
+
+def test_long_paths_make_short_wav_names(tmp_path):
+    """Regression: --copy (and the task importers) named a WAV after the whole relative
+    path, so a deep or long path hit "File name too long" and aborted the import."""
+    from audioscale.data.import_csv import import_csv
+    from audioscale.data.import_pool import import_pool
+
+    deep = tmp_path / "src" / ("d" * 150)
+    deep.mkdir(parents=True)
+    _tone(deep / ("f" * 150 + ".wav"), 440)
+    assert import_pool([tmp_path / "src"], tmp_path / "p", copy=True, workers=1).n_kept == 1
+    long = "g" * 245 + ".wav"
+    _tone(deep / long, 440)
+    _tone(deep / "b.wav", 880)
+    _write_csv(tmp_path / "m.csv", ["file", "label"], [[long, "a"], ["b.wav", "b"]])
+    assert import_csv(tmp_path / "m.csv", deep, tmp_path / "t", "file", "label").n_kept == 2
+
+
 def test_import_pool_with_nothing_usable_exits_non_zero(tmp_path, capsys):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "x.wav").write_bytes(b"")
@@ -291,6 +392,48 @@ def test_import_hear_unreadable_label_file_loses_only_its_fold(tmp_path, clips):
     assert rep.n_kept == 6 and [(p.path, p.kind) for p in rep.skipped] == [
         ("fold01.json", "bad-labels")]  # fmt: skip
     assert "cannot read" in rep.skipped[0].reason
+
+
+@pytest.mark.parametrize(
+    "meta, vocab, why",
+    [
+        ({"split_mode": "new_split_kfold"}, "idx,label\n0,a\n", "neither 'splits' nor"),
+        ({"split_mode": "trainvaltest"}, "idx,name\n0,a\n", "no 'label' column"),
+        ({"split_mode": "trainvaltest"}, b"idx,label\n0,caf\xe9\n", "cannot read"),
+    ],
+)
+def test_import_hear_malformed_metadata_is_one_line(tmp_path, capsys, meta, vocab, why):
+    """Regression: a k-fold task_metadata.json without ``splits``/``nfolds`` and a
+    labelvocabulary.csv without a ``label`` column (or not UTF-8) raised tracebacks."""
+    d = tmp_path / "t"
+    (d / "16000").mkdir(parents=True)
+    md = {"task_name": "t", "embedding_type": "scene", "prediction_type": "multiclass"}
+    (d / "task_metadata.json").write_text(json.dumps(md | meta))
+    voc = d / "labelvocabulary.csv"
+    voc.write_bytes(vocab) if isinstance(vocab, bytes) else voc.write_text(vocab)
+    code, _, err = run_cli(["data", "import-hear", str(d), "--out", str(tmp_path / "o")], capsys)
+    assert code != 0 and why in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_import_hear_multiclass_clip_with_two_labels_is_a_problem(tmp_path):
+    """Regression: a multiclass clip listing two labels was imported as one made-up class
+    ``"a;b"`` (the multilabel encoding) instead of being reported."""
+    from audioscale.data.import_hear import import_hear
+
+    d = tmp_path / "t"
+    (d / "16000" / "train").mkdir(parents=True)
+    md = {"task_name": "t", "embedding_type": "scene", "prediction_type": "multiclass",
+          "split_mode": "trainvaltest"}  # fmt: skip
+    (d / "task_metadata.json").write_text(json.dumps(md))
+    (d / "labelvocabulary.csv").write_text("idx,label\n0,a\n1,b\n")
+    _tone(d / "16000" / "train" / "x.wav", 440)
+    _tone(d / "16000" / "train" / "y.wav", 880)
+    (d / "train.json").write_text(json.dumps({"x.wav": ["a", "b"], "y.wav": ["b"]}))
+    rep = import_hear(d, tmp_path / "o")
+    assert rep.n_kept == 1 and [p.kind for p in rep.skipped] == ["bad-labels"]
+    assert "2 labels in a multiclass task" in rep.skipped[0].reason
+    assert [r["label"] for r in csv.DictReader(open(tmp_path / "o" / "manifest.csv"))] == ["b"]
 
 
 def test_import_hear_event_task_is_one_line(tmp_path, clips, capsys):
@@ -460,6 +603,66 @@ def test_import_csv_with_nothing_importable_exits_non_zero(tmp_path, capsys):
     assert "skipped m.csv row 2: gone.wav: missing:" in err  # the problem lines still shown
 
 
+def test_import_csv_not_utf8_is_one_line(tmp_path, capsys):
+    """Regression: a Latin-1 metadata CSV raised UnicodeDecodeError with a traceback."""
+    (tmp_path / "m.csv").write_bytes(b"file,label\nx.wav,caf\xe9\n")
+    (tmp_path / "audio").mkdir()
+    code, _, err = run_cli(["data", "import-csv", str(tmp_path / "m.csv"), "--audio",
+                            str(tmp_path / "audio"), "--path-col", "file", "--label-col",
+                            "label", "--out", str(tmp_path / "t")], capsys)  # fmt: skip
+    assert code != 0 and "m.csv: not UTF-8" in err and "Traceback" not in err
+
+
+def test_probe_task_and_suite_naming_one_folder_load_it_once(tmp_path, monkeypatch):
+    """Regression: ``probe --task tasks/x --suite S`` with S listing tasks/x (absolute
+    once loaded) extracted and probed the task twice."""
+    import audioscale.data.manifest as manifest
+    import audioscale.embed.extract as extract
+    from audioscale.data.import_csv import import_csv
+    from audioscale.probe.suite import evaluate
+
+    (tmp_path / "audio").mkdir()
+    for i in range(4):
+        _tone(tmp_path / "audio" / f"x{i}.wav", 300 + 100 * i)
+    _write_csv(tmp_path / "m.csv", ["file", "label"], [[f"x{i}.wav", i % 2] for i in range(4)])
+    import_csv(tmp_path / "m.csv", tmp_path / "audio", tmp_path / "tasks" / "x", "file", "label")
+    (tmp_path / "s.yaml").write_text("tasks: [tasks/x]\n")
+    loaded, real = [], manifest.load_task
+
+    def counting(d):
+        loaded.append(Path(d).resolve())
+        return real(d)
+
+    class Stop(Exception):
+        pass
+
+    def stop(*a, **k):
+        raise Stop
+
+    monkeypatch.setattr(manifest, "load_task", counting)
+    monkeypatch.setattr(extract, "extract", stop)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Stop):
+        evaluate(None, [Path("tasks/x")], suite=tmp_path / "s.yaml", progress=False)
+    assert loaded == [(tmp_path / "tasks" / "x").resolve()]
+
+
+def test_import_csv_float_folds_as_pandas_writes_them(tmp_path):
+    """Regression: folds written as ``1.0`` (pandas, a column that once held NaN) were
+    all "not a fold", so nothing was imported; ``0.0`` marks a 0-based column."""
+    from audioscale.data.import_csv import import_csv
+
+    (tmp_path / "audio").mkdir()
+    rows = []
+    for i in range(4):
+        _tone(tmp_path / "audio" / f"x{i}.wav", 300 + 100 * i)
+        rows.append([f"x{i}.wav", i % 2, f"{i // 2}.0"])
+    _write_csv(tmp_path / "m.csv", ["file", "label", "fold"], rows)
+    rep = import_csv(tmp_path / "m.csv", tmp_path / "audio", tmp_path / "t", "file", "label",
+                     fold_col="fold")  # fmt: skip
+    assert rep.n_kept == 4 and not rep.skipped and sorted(rep.counts) == ["fold1", "fold2"]
+
+
 # --------------------------------------------------------------------------- TensorBoard
 
 
@@ -497,6 +700,27 @@ def test_tensorboard_absent_is_one_info_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "tensorboard not installed" in err
     assert not (tmp_path / "tb").exists()
+
+
+def test_tensorboard_broken_install_is_one_info_line(tmp_path, monkeypatch, capsys):
+    """Regression: only ImportError was caught, so a tensorboard that fails on import in
+    another way (protobuf mismatch: TypeError) crashed every training run."""
+    import builtins
+
+    from audioscale.train import tblog
+
+    real = builtins.__import__
+
+    def broken_tb(name, *a, **kw):
+        if name.startswith("torch.utils.tensorboard"):
+            raise TypeError("Descriptors cannot be created directly")
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", broken_tb)
+    monkeypatch.setattr(tblog, "_warned", False)
+    assert tblog.open_writer(tmp_path) is None and tblog.open_writer(tmp_path) is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tensorboard unusable (Descriptors" in err
 
 
 # --------------------------------------------------------------------------- sweep

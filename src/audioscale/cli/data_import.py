@@ -89,7 +89,8 @@ def import_pool_cmd(
     con.print(
         f"pool {escape(rep.out)}: {rep.n_kept} of {rep.n_files} files kept "
         f"({rep.n_heldout} heldout), {len(rep.skipped)} bad, {rep.n_ignored} non-audio ignored, "
-        f"{rep.hours:.3f} h; scanned {rep.n_scanned} new ({rate:,.0f} files/s)"
+        + (f"{rep.n_duplicates} duplicates dropped, " if rep.n_duplicates else "")
+        + f"{rep.hours:.3f} h; scanned {rep.n_scanned} new ({rate:,.0f} files/s)"
     )
 
 

@@ -38,11 +38,19 @@ def read_rows(meta: Path) -> list[dict]:
     """The CSV's rows as dicts (DataError when it is missing or has no header)."""
     if not meta.is_file():
         raise DataError(f"{display_path(meta)}: metadata CSV not found")
-    with open(meta, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames:
-            raise DataError(f"{display_path(meta)}: metadata CSV is empty (no header row)")
-        return [{k.strip(): (v or "").strip() for k, v in r.items() if k} for r in reader]
+    try:
+        with open(meta, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames:
+                raise DataError(f"{display_path(meta)}: metadata CSV is empty (no header row)")
+            return [{k.strip(): (v or "").strip() for k, v in r.items() if k} for r in reader]
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{display_path(meta)}: not UTF-8 (byte {e.object[e.start]:#04x} at offset "
+            f"{e.start}); save it as UTF-8"
+        ) from None
+    except (OSError, csv.Error) as e:
+        raise DataError(f"{display_path(meta)}: cannot read ({e})") from None
 
 
 def _need_columns(meta: Path, rows: list[dict], cols: list[str | None]) -> None:
@@ -64,13 +72,13 @@ def _index(audio: Path) -> dict[str, Path]:
 
 def fold_split(value: str, shift: int) -> str | None:
     """``"3"`` → ``fold3`` (plus ``shift``), ``"fold3"`` kept; None when not a fold."""
-    m = re.fullmatch(r"(?:fold)?0*(\d+)", value.strip().lower())
+    m = re.fullmatch(r"(?:fold)?0*(\d+)(?:\.0*)?", value.strip().lower())  # "3.0": pandas
     return fold_id(int(m.group(1)) + shift) if m else None
 
 
 def _splits(rows: list[dict], fold_col: str | None, split_col: str | None) -> list[str | None]:
     if fold_col:
-        nums = [re.fullmatch(r"(?:fold)?(\d+)", r[fold_col].lower()) for r in rows]
+        nums = [re.fullmatch(r"(?:fold)?(\d+)(?:\.0*)?", r[fold_col].lower()) for r in rows]
         shift = 1 if any(m and int(m.group(1)) == 0 for m in nums) else 0
         return [fold_split(r[fold_col], shift) for r in rows]
     if split_col:

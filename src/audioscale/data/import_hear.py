@@ -70,8 +70,16 @@ def split_names(meta: dict) -> dict[str, str]:
     if meta["split_mode"] == "trainvaltest":
         return {"train": "train", "valid": "valid", "test": "test"}
     if meta["split_mode"] in KFOLD_MODES:
-        names = meta.get("splits") or [f"fold{i:02d}" for i in range(int(meta["nfolds"]))]
-        return {n: fold_id(i + 1) for i, n in enumerate(names)}
+        names = meta.get("splits")
+        if not names:
+            try:
+                names = [f"fold{i:02d}" for i in range(int(meta["nfolds"]))]
+            except (KeyError, TypeError, ValueError):
+                raise DataError(
+                    f"{meta['task_name']}: {meta['split_mode']} task_metadata.json has "
+                    "neither 'splits' nor a whole number 'nfolds'"
+                ) from None
+        return {str(n): fold_id(i + 1) for i, n in enumerate(names)}
     raise DataError(f"{meta['task_name']}: unknown split_mode {meta['split_mode']!r}")
 
 
@@ -80,8 +88,13 @@ def read_vocabulary(task_dir: Path) -> set[str] | None:
     path = task_dir / "labelvocabulary.csv"
     if not path.is_file():
         return None
-    with open(path, newline="", encoding="utf-8") as f:
-        return {r["label"].strip() for r in csv.DictReader(f)}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return {(r["label"] or "").strip() for r in csv.DictReader(f)}
+    except KeyError:
+        raise DataError(f"{display_path(path)}: no 'label' column") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{display_path(path)}: cannot read ({e})") from None
 
 
 def audio_root(task_dir: Path, meta: dict) -> Path:
@@ -134,6 +147,7 @@ def import_hear(
     splits = split_names(meta)
     audio = audio_root(task_dir, meta)
     w = TaskWriter(out or Path("tasks") / name, name, "hear", read_vocabulary(task_dir), force)
+    multilabel = meta["prediction_type"] == "multilabel"
     for lf in _label_files(task_dir, splits, w):
         try:
             labels = _json(lf)
@@ -150,9 +164,10 @@ def import_hear(
                 w.problem(shown, "missing", f"listed in {lf.name} but not under {audio.name}/")
             elif not isinstance(labs, list) or not all(_is_label(x) for x in labs):
                 w.problem(shown, "bad-labels", "labels are not a list of names")
+            elif not multilabel and len(labs) > 1:  # would become one made-up class "a;b"
+                w.problem(shown, "bad-labels", f"{len(labs)} labels in a multiclass task")
             else:
                 w.add(f, shown, [str(x) for x in labs], splits[lf.stem])
-    multilabel = meta["prediction_type"] == "multilabel"
     metric = "mAP" if multilabel else "accuracy"
     desc = f"HEAR 2021 task {meta['task_name']} ({meta['split_mode']}) from {task_dir.name}"
     return w.finish(

@@ -12,7 +12,7 @@ Split: ``heldout`` when the first 48 bits of sha1(``<path relative to SRC>``) fa
 ``heldout_fraction``, else ``train``, so adding files never moves old ones.
 
 Scale: the scan runs in ``workers`` processes with a progress bar; every result is
-appended to ``OUT/.pool-scan.jsonl`` keyed by (absolute path, size, mtime), so an
+appended to ``OUT/.pool-scan.jsonl`` keyed by (absolute path, size, mtime, length limit), so an
 interrupted import resumes and a rerun on a grown folder scans only new or changed files.
 
 Output: ``OUT/manifest.csv`` (``path,duration,source,split``; ``source`` = SRC's folder
@@ -45,7 +45,7 @@ from audioscale.audio.io import (
 )
 from audioscale.data.importer import SAMPLE_RATE, _encode_wav, safe_name
 from audioscale.data.manifest import write_manifest
-from audioscale.data.taskwrite import NothingImported
+from audioscale.data.taskwrite import NothingImported, short_stem
 from audioscale.errors import BadAudioError, DataError
 from audioscale.utils import atomic_write_bytes, progress_bar
 
@@ -63,6 +63,7 @@ class PoolReport:
     n_heldout: int = 0
     n_scanned: int = 0  # files decoded this run (the rest came from the scan cache)
     n_ignored: int = 0  # files that are neither audio nor an archive
+    n_duplicates: int = 0  # files already found under an earlier SRC (nested SRCs, links)
     hours: float = 0.0
     wall_s: float = 0.0
     skipped: list[FileReport] = field(default_factory=list)
@@ -121,8 +122,8 @@ def scan_file(args: tuple[str, float]) -> dict:
         st = os.stat(path)
     except OSError as e:  # gone or unreadable since the walk: never fresh in the cache
         bad = dict(member="", ok=False, kind="unreadable", reason=str(e.strerror), duration=None)
-        return dict(path=path, size=-1, mtime=-1, entries=[bad])
-    out = dict(path=path, size=st.st_size, mtime=st.st_mtime_ns, entries=[])
+        return dict(path=path, size=-1, mtime=-1, limit=limit, entries=[bad])
+    out = dict(path=path, size=st.st_size, mtime=st.st_mtime_ns, limit=limit, entries=[])
     if os.path.splitext(path)[1].lower() not in ARCHIVE_EXTENSIONS:
         out["entries"].append(_entry("", check_file(path, limit_seconds=limit)))
         return out
@@ -161,8 +162,10 @@ def load_cache(path: Path) -> dict[str, dict]:
     return cache
 
 
-def _fresh(r: dict | None, path: str) -> bool:
-    if r is None:
+def _fresh(r: dict | None, path: str, limit: float) -> bool:
+    """Whether the cached result ``r`` still holds: same size, mtime and length limit
+    (a file too long under one ``limit_seconds`` may be fine under another)."""
+    if r is None or r.get("limit") != limit:
         return False
     try:
         st = os.stat(path)
@@ -196,7 +199,7 @@ def scan(
 ) -> tuple[dict[str, dict], int]:
     """Scan results for ``files``, decoding only those not fresh in the cache."""
     cache = load_cache(cache_path)
-    todo = [str(f) for f in files if not _fresh(cache.get(str(f)), str(f))]
+    todo = [str(f) for f in files if not _fresh(cache.get(str(f)), str(f), limit)]
     with open(cache_path, "a", encoding="utf-8", errors="surrogateescape") as fh:
         jobs = [(p, limit) for p in todo]
         for i, r in enumerate(_run_parallel(scan_file, jobs, workers, "scanning", progress)):
@@ -236,6 +239,7 @@ def _rows(
                     continue
                 path = f"{f}::{e['member']}" if e["member"] else str(f)
                 split = "heldout" if is_heldout(name, fraction) else "train"
+                c = cache[str(f)]
                 rows.append(
                     dict(
                         path=path,
@@ -243,17 +247,21 @@ def _rows(
                         source=source,
                         split=split,
                         _rel=name,
+                        _sig=f"{path}\0{c['size']}\0{c['mtime']}",
                     )
                 )
     return rows
 
 
 def _copy(rows: list[dict], out: Path, workers: int, progress: bool, rep: PoolReport) -> list[dict]:
-    """Convert kept files into ``out/audio/<source>/`` (see the module doc)."""
+    """Convert kept files into ``out/audio/<source>/`` (see the module doc). A WAV's name
+    holds a hash of its file's path, size and mtime, so an existing WAV is reused
+    only for the very file it was made from; WAVs of files gone or changed are removed."""
     jobs, used = [], set()
     for r in rows:
         stem = os.path.splitext(r["_rel"].replace("::", "/"))[0].replace("/", "__")
-        dest = out / "audio" / r["source"] / f"{safe_name(stem)}.wav"
+        sig = hashlib.sha1(r["_sig"].encode("utf-8", "surrogateescape")).hexdigest()[:10]
+        dest = out / "audio" / r["source"] / f"{short_stem(safe_name(stem))}-{sig}.wav"
         k = 1
         while dest in used:
             k += 1
@@ -267,6 +275,10 @@ def _copy(rows: list[dict], out: Path, workers: int, progress: bool, rep: PoolRe
             rep.skipped.append(FileReport(display_path(r["_rel"]), False, *err.split(": ", 1)))
         else:
             kept.append({**r, "path": dest})
+    for source in {r["source"] for r in rows}:
+        for old in (out / "audio" / source).glob("*.wav"):
+            if old not in used:
+                old.unlink(missing_ok=True)
     return kept
 
 
@@ -283,7 +295,8 @@ def import_pool(
 
     Raises DataError for a missing SRC, an OUT inside a SRC, or when no file is usable."""
     t0 = time.perf_counter()
-    out, srcs = Path(out).absolute(), [Path(s).absolute() for s in srcs]
+    # normalised ("a/../b" → "b"): the scan cache and the manifest key files by these paths
+    out, srcs = Path(os.path.abspath(out)), [Path(os.path.abspath(s)) for s in srcs]
     if not 0.0 <= heldout_fraction < 1.0:
         raise DataError(f"--heldout-fraction {heldout_fraction} is not in [0, 1)")
     for s in srcs:
@@ -293,10 +306,21 @@ def import_pool(
             raise DataError(f"{display_path(out)}: with --copy, OUT must not lie inside SRC")
     out.mkdir(parents=True, exist_ok=True)
     rep = PoolReport(str(out))
-    found = {}
-    for s in srcs:
-        found[s], ignored = walk(s, skip=out / "audio", bad=rep.skipped)
+    found, seen, real_dirs = {}, set(), {}
+    for s in dict.fromkeys(srcs):  # a file reached twice (nested SRCs, a link) is one row
+        files, ignored = walk(s, skip=out / "audio", bad=rep.skipped)
+        found[s] = []
+        for f in files:
+            d = str(f.parent)  # realpath once per folder, per file only for a file link
+            if d not in real_dirs:
+                real_dirs[d] = os.path.realpath(d)
+            real = os.path.realpath(f) if f.is_symlink() else os.path.join(real_dirs[d], f.name)
+            if real not in seen:
+                seen.add(real)
+                found[s].append(f)
         rep.n_ignored += ignored
+        rep.n_duplicates += len(files) - len(found[s])
+    srcs = list(found)
     every = [f for s in srcs for f in found[s]]
     workers = workers or min(os.cpu_count() or 1, 8)
     cache, rep.n_scanned = scan(every, out / CACHE_NAME, workers, limit_seconds, progress)

@@ -64,6 +64,12 @@ class NothingImported(DataError):
         self.skipped = skipped
 
 
+def short_stem(stem: str, limit: int = 120) -> str:
+    """``stem`` cut to ``limit`` UTF-8 bytes, so that a WAV named after a deep path stays
+    under the 255-byte file-name limit (with its suffixes and the atomic write's ``.tmp``)."""
+    return stem.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
 def fold_id(k: int) -> str:
     """Our fold id for the 1-based fold number ``k`` (``fold1`` …)."""
     return f"fold{k}"
@@ -104,6 +110,7 @@ class TaskWriter:
 
     def _dest(self, split: str, shown: str) -> Path:
         stem = safe_name(Path(shown.split("::")[-1]).with_suffix("").as_posix().replace("/", "__"))
+        stem = short_stem(stem)
         dest, k = f"audio/{split}/{stem}.wav", 1
         while dest in self.used:
             k += 1

@@ -362,7 +362,10 @@ def evaluate(
     protocols = _check_protocols(protocols)
     named = load_suite(suite) if suite is not None else None
     dirs = expand_task_dirs(task_dirs) + [Path(d) for d in (named.task_dirs if named else [])]
-    tasks = [load_task(d) for d in dict.fromkeys(dirs)]
+    unique: dict[Path, Path] = {}  # a task named twice (--task tasks/x, suite /abs/tasks/x)
+    for d in dirs:
+        unique.setdefault(d.resolve(), d)
+    tasks = [load_task(d) for d in unique.values()]
     embs, oks, skipped = [], [], {}
     for task in tasks:
         ex = extract(

@@ -156,7 +156,8 @@ def build_eval_context(
     tasks = task_folders(ev.tasks)
     suite = load_suite(ev.suite) if ev.suite else None
     if suite is not None:
-        tasks = list(dict.fromkeys(tasks + suite.task_dirs))
+        have = {Path(t).resolve() for t in tasks}  # eval.tasks' spelling kept, no task twice
+        tasks += [t for t in dict.fromkeys(suite.task_dirs) if Path(t).resolve() not in have]
     if include_tasks:
         for t in tasks:
             rows += [_plain(r) | {"source": f"task:{Path(t).name}"} for r in load_task(t).rows]

@@ -29,9 +29,11 @@ def open_writer(run_dir: str | Path, purge_step: int | None = None, suffix: str 
     global _warned
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
+    except Exception as e:  # not installed, or installed but broken (e.g. a protobuf
+        # mismatch raises TypeError on import): an optional extra never fails a run
         if not _warned:
-            print("info: tensorboard not installed: no event files (metrics.jsonl only)",
+            why = "not installed" if isinstance(e, ImportError) else f"unusable ({e})"
+            print(f"info: tensorboard {why}: no event files (metrics.jsonl only)",
                   file=sys.stderr)  # fmt: skip
             _warned = True
         return None
