@@ -54,11 +54,6 @@ GM_FAMILIES = [
 ]
 
 
-def gm_family(program: int) -> str:
-    """General MIDI family name of a program number (0-based, 0-127)."""
-    return GM_FAMILIES[program // 8]
-
-
 def apt_hint(package: str) -> str:
     return f"sudo apt-get install -y {package}"
 
