@@ -90,7 +90,13 @@ from audioscale.data.synth import (
     espeak_available,
 )
 from audioscale.errors import AudioscaleError, DataError
-from audioscale.utils import atomic_save_json, atomic_write_text, progress_bar, sha1_file
+from audioscale.utils import (
+    atomic_path,
+    atomic_save_json,
+    atomic_write_text,
+    progress_bar,
+    sha1_file,
+)
 
 VERSION = 1  # part of every clip's spec hash: bump to invalidate reuse after a render change
 SR = 16000
@@ -1009,10 +1015,8 @@ def wav_bytes(x: np.ndarray) -> bytes:
 
 def _write(path: Path, data: bytes) -> None:
     """tmp + rename (no fsync: clips are regenerable and verified by sha1 on reuse)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _run_job(job: RenderJob, out: Path, synth: SoundfontRenderer) -> tuple[dict | None, str | None]:
