@@ -105,12 +105,12 @@ def test_constant_encoder_scores_at_chance(demo_small, cache, logmel_json):
 
 
 def test_second_run_reads_the_cache(demo_small, cache, logmel_json, monkeypatch, capsys):
-    import audioscale.embed.extract as ex
+    import audioscale.embed.engine as ex
 
     def no_extraction(*a, **k):
         raise AssertionError("extraction ran although the cache holds the embeddings")
 
-    monkeypatch.setattr(ex._Engine, "__call__", no_extraction)
+    monkeypatch.setattr(ex.Engine, "__call__", no_extraction)
     code = main(["probe", "--model", "logmel-stats", "--task", str(demo_small / "tasks" / "pitch"),
                  "--cache", str(cache), "--protocol", "knn"])  # fmt: skip
     assert code == 0

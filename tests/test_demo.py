@@ -153,9 +153,9 @@ def test_pool_disjoint_from_tasks(tasks, pool):
             if src == "asterisk":
                 group = rel.split("/", 1)[1].rsplit(".", 1)[0]
             elif src == "hedgewars":
-                group = demo._phrase(rel.split("/")[1].rsplit(".", 1)[0])
+                group = demo.phrase_group(rel.split("/")[1].rsplit(".", 1)[0])
             else:
-                group = demo._sfx_group(rel)
+                group = demo.sfx_group(rel)
             assert group not in held_groups, (name, o)
     digit_test_vars = {
         r["group"].split("+")[1] for s in ("valid", "test") for r in tasks["spoken-digit"].splits[s]
@@ -310,18 +310,18 @@ def test_asterisk_voice_folders_and_short_links_read_the_same(tmp_path):
 
 
 def test_split_helpers():
-    assert demo._split_counts(20) == {"train": 14, "valid": 3, "test": 3}
-    assert demo._split_counts(8) == {"train": 6, "valid": 1, "test": 1}
+    assert demo.split_counts(20) == {"train": 14, "valid": 3, "test": 3}
+    assert demo.split_counts(8) == {"train": 6, "valid": 1, "test": 1}
     rng = np.random.default_rng(0)
     sizes = {f"g{i}": int(n) for i, n in enumerate(rng.integers(1, 8, size=15))}
-    split = demo._assign_sized(sizes, np.random.default_rng(1))
+    split = demo.assign_sized(sizes, np.random.default_rng(1))
     assert set(split) == set(sizes)
     total = sum(sizes.values())
     for s in ("valid", "test"):
         n = sum(sizes[g] for g, v in split.items() if v == s)
         assert 1 <= n <= 0.3 * total
-    a = demo._assign_equal(["b", "a", "c", "d"], np.random.default_rng(3))
-    b = demo._assign_equal(["d", "c", "b", "a"], np.random.default_rng(3))
+    a = demo.assign_equal(["b", "a", "c", "d"], np.random.default_rng(3))
+    b = demo.assign_equal(["d", "c", "b", "a"], np.random.default_rng(3))
     assert a == b  # input order never matters
 
 

@@ -224,7 +224,7 @@ def test_cache_rerun_reads_and_changed_checkpoint_never_reads_stale(clips, tmp_p
     fresh = extract(enc2, clips, cache_dir=None, progress=False)
     np.testing.assert_allclose(c.emb, fresh.emb, rtol=1e-5, atol=1e-6)
     # the log-mel cache was computed once and is shared by both checkpoints
-    assert len(list((cache / "mel").glob("*.f32"))) == 1
+    assert len(list((cache / "mel").glob("*/shard_*.f32"))) == 1
     # other layers have their own entries
     d = extract(enc2, clips, layer=0, cache_dir=cache, progress=False)
     assert not d.from_cache and not np.allclose(d.emb, c.emb)
@@ -277,7 +277,7 @@ def test_cache_paths_keep_dotted_names_apart(tmp_path):
     task of such a run shared one cache file."""
     from types import SimpleNamespace
 
-    from audioscale.embed.extract import _paths
+    from audioscale.embed.embcache import cache_paths as _paths
 
     enc = SimpleNamespace(name="atto-h0.5-s250-abc")
     a = _paths(tmp_path, enc, "clip", -1, "key1")

@@ -196,7 +196,7 @@ ARTEFACTS = {
     "step checkpoint": ("runs/atto*/checkpoints/step_*.safetensors", ("result", "eval")),
     "training state": ("runs/atto*/train_state.pt", ("result", "eval", "final")),
     "embedding cache": ("cache/embeddings/*.f32", ("result", "eval")),
-    "log-mel cache": ("cache/embeddings/mel/*.f32", ("result", "eval", "embeddings")),
+    "log-mel cache": ("cache/embeddings/mel/*/shard_*.f32", ("result", "eval", "embeddings")),
     "feature cache": ("cache/features/*/shard_*.f16", ("result", "eval")),
 }
 

@@ -26,6 +26,7 @@ center=True, pad_mode="constant"), ref=1.0, amin, top_db)`` is the reference:
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -73,6 +74,12 @@ def mel_filterbank(
     weights = np.maximum(0.0, np.minimum(lower, upper))
     weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
     return weights
+
+
+def floor_db(cfg: FrontendConfig) -> float:
+    """The smallest value ``LogMel`` emits, what silence maps to: ``10 * log10(amin)`` dB
+    (the pad value of caches, crops and too-short clips)."""
+    return 10.0 * math.log10(cfg.amin)
 
 
 class LogMel(nn.Module):

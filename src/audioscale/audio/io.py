@@ -34,7 +34,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -115,10 +114,6 @@ def split_zip_path(path: PathLike) -> tuple[str, str | None]:
         return s, None
     archive, member = s.split(ZIP_SEP, 1)
     return archive, member
-
-
-def is_audio_name(name: str) -> bool:
-    return Path(name.split(ZIP_SEP)[-1]).suffix.lower() in AUDIO_EXTENSIONS
 
 
 @lru_cache(maxsize=8)

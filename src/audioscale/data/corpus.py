@@ -138,9 +138,8 @@ def synthetic_pool(
     """Write a tiny pool of synthetic 16-bit wav files (tones with harmonics, chirps, noise
     bursts; random length in ``seconds``) and its ``manifest.csv`` (path, duration, source,
     split) to ``out``; for tests, benchmarks and smoke runs. Returns ``out``."""
-    import soundfile as sf
-
     from audioscale.data.manifest import write_manifest
+    from audioscale.data.taskwrite import encode_wav
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,7 +159,7 @@ def synthetic_pool(
             x = rng.standard_normal(n) * (np.sin(2 * np.pi * rng.uniform(1, 4) * t) > 0)
         x = 0.3 * x / max(1e-9, np.abs(x).max())
         path = out / f"{kind}_{i:03d}.wav"
-        sf.write(path, x.astype(np.float32), sr, subtype="PCM_16")
+        path.write_bytes(encode_wav(x.astype(np.float32), sr))  # peak 0.3: 16-bit PCM
         split = "train" if i < n_train else "heldout"
         rows.append({"path": str(path), "duration": n / sr, "source": kind, "split": split})
     write_manifest(out / "manifest.csv", rows, columns=["path", "duration", "source", "split"])

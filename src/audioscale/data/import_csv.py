@@ -28,8 +28,8 @@ import re
 from pathlib import Path
 
 from audioscale.audio.io import display_path
-from audioscale.data.importer import SPLIT_ALIASES, safe_name, stratified_split
-from audioscale.data.taskwrite import TaskImport, TaskWriter, fold_id
+from audioscale.data.importer import SPLIT_ALIASES, stratified_split
+from audioscale.data.taskwrite import TaskImport, TaskWriter, fold_id, safe_name
 from audioscale.errors import DataError
 from audioscale.utils import track
 

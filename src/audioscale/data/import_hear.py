@@ -32,8 +32,7 @@ import re
 from pathlib import Path
 
 from audioscale.audio.io import display_path
-from audioscale.data.importer import safe_name
-from audioscale.data.taskwrite import TaskImport, TaskWriter, fold_id
+from audioscale.data.taskwrite import TaskImport, TaskWriter, fold_id, safe_name
 from audioscale.errors import DataError
 from audioscale.utils import track
 

@@ -43,9 +43,14 @@ from audioscale.audio.io import (
     display_path,
     load_audio,
 )
-from audioscale.data.importer import SAMPLE_RATE, _encode_wav, safe_name
 from audioscale.data.manifest import write_manifest
-from audioscale.data.taskwrite import NothingImported, short_stem
+from audioscale.data.taskwrite import (
+    SAMPLE_RATE,
+    NothingImported,
+    encode_wav,
+    safe_name,
+    short_stem,
+)
 from audioscale.errors import BadAudioError, DataError
 from audioscale.utils import atomic_write_bytes, progress_bar
 
@@ -215,7 +220,7 @@ def convert_file(args: tuple[str, str]) -> str:
     path, dest = args
     if not os.path.exists(dest):
         try:
-            atomic_write_bytes(dest, _encode_wav(load_audio(path, sr=SAMPLE_RATE)))
+            atomic_write_bytes(dest, encode_wav(load_audio(path, sr=SAMPLE_RATE)))
         except BadAudioError as e:  # changed since the scan
             return f"{e.kind}: {e.reason}"
     return ""

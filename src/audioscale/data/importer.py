@@ -14,25 +14,19 @@ skipped; so are all-silent files unless ``keep_silent=True`` (a silent clip carr
 label information), and files lying outside any class folder.
 Names starting with ``.`` are ignored. Good files are decoded, mixed to mono, resampled
 to 16 kHz and written as ``out/audio/<label>/<name>.wav`` (PCM 16-bit, or 32-bit float
-when the signal exceeds ±1 and would clip), with ``duration`` and ``sha1`` columns and the
-original relative path in ``source``.
+when the signal exceeds ±1 and would clip; :func:`audioscale.data.taskwrite.encode_wav`),
+with ``duration`` and ``sha1`` columns and the original relative path in ``source``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
-import re
 import shutil
-import unicodedata
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import yaml
 
 from audioscale.audio.io import (
     DEFAULT_LIMIT_SECONDS,
@@ -41,11 +35,18 @@ from audioscale.audio.io import (
     display_path,
     load_audio,
 )
-from audioscale.data.manifest import DOMAINS, METRICS, write_manifest
+from audioscale.data.manifest import DOMAINS, METRICS
+from audioscale.data.taskwrite import (
+    COLUMNS,
+    SAMPLE_RATE,
+    safe_name,
+    unique_dest,
+    write_clip,
+    write_task_files,
+)
 from audioscale.errors import BadAudioError, DataError
-from audioscale.utils import atomic_write_bytes, atomic_write_text, track
+from audioscale.utils import track
 
-SAMPLE_RATE = 16000
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid"}
 SPLIT_ALIASES["test"] = "test"
 FRACTIONS = (0.7, 0.1, 0.2)
@@ -97,13 +98,6 @@ def stratified_split(
     return out
 
 
-def safe_name(name: str) -> str:
-    """A portable file-name part: NFC, undecodable bytes → U+FFFD → "_", odd chars → "_"."""
-    s = unicodedata.normalize("NFC", display_path(name))
-    s = re.sub(r"[^\w.\-]+", "_", s).strip("._")
-    return s or "x"
-
-
 def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
@@ -140,13 +134,6 @@ def _collect(src: Path) -> tuple[str, list[tuple[Path, str, str | None]], list[P
     return "stratified", items, loose
 
 
-def _encode_wav(x: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    subtype = "FLOAT" if x.size and float(np.abs(x).max()) > 1.0 else "PCM_16"
-    sf.write(buf, x, SAMPLE_RATE, format="WAV", subtype=subtype)
-    return buf.getvalue()
-
-
 def _prepare_out(out: Path, src: Path, force: bool) -> None:
     s, o = src.resolve(), out.resolve()
     if o == s or s in o.parents:
@@ -156,6 +143,78 @@ def _prepare_out(out: Path, src: Path, force: bool) -> None:
             raise DataError(f"{display_path(out)}: already holds a task (use force / --force)")
         shutil.rmtree(out / "audio", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def _check_args(src: Path, domain: str, metric: str) -> None:
+    if not src.is_dir():
+        raise DataError(f"{display_path(src)}: source folder not found")
+    if domain not in DOMAINS:
+        raise DataError(f"domain {domain!r} is not one of {DOMAINS}")
+    if metric not in METRICS:
+        raise DataError(f"metric {metric!r} is not one of {METRICS}")
+
+
+def _checked(items, src: Path, report: ImportReport, keep_silent, limit_seconds, progress):
+    """The items whose file passes ``check_file`` (silent ones only with ``keep_silent``),
+    as (file, label, split, FileReport); the others go to ``report.skipped``."""
+    good = []
+    for f, label, split in track(items, "checking", progress):
+        rep = check_file(f, limit_seconds=limit_seconds)
+        rep.path = display_path(f.relative_to(src))
+        if not rep.ok:
+            report.skipped.append(rep)
+        elif rep.silent and not keep_silent:
+            rep.ok, rep.kind = False, "silent"
+            report.skipped.append(rep)
+        else:
+            good.append((f, label, split, rep))
+    return good
+
+
+def _assign_splits(good: list, src: Path, seed: int) -> list:
+    """The stratified layout's items with their split from :func:`stratified_split`."""
+    by_label: dict[str, list[str]] = {}
+    for f, label, _, _ in good:
+        by_label.setdefault(label, []).append(str(f.relative_to(src)))
+    assign = stratified_split(by_label, seed)
+    return [(f, lab, assign[str(f.relative_to(src))], r) for f, lab, _, r in good]
+
+
+def _convert(good, src: Path, out: Path, layout: str, report, limit_seconds, progress):
+    """Decode each good file and write it under ``out/audio/<label>/``; the manifest rows."""
+    rows, used = [], set()
+    for f, label, split, rep in track(good, "converting", progress):
+        try:
+            x = load_audio(f, sr=SAMPLE_RATE, limit_seconds=limit_seconds)
+        except BadAudioError as e:  # decoded fine in check_file; guard against races
+            report.skipped.append(FileReport(rep.path, False, e.kind, e.reason))
+            continue
+        rel = f.relative_to(src)
+        parts = list(rel.parts[2:] if layout == "split-folders" else rel.parts[1:])
+        stem = safe_name("__".join(parts[:-1] + [Path(parts[-1]).stem]))
+        dest = out / unique_dest(used, safe_name(label), stem)
+        duration, sha1 = write_clip(dest, x)
+        rows.append(
+            dict(path=str(dest), label=label, split=split, duration=duration, sha1=sha1,
+                 source=rep.path)
+        )  # fmt: skip
+        report.counts.setdefault(split, {}).setdefault(label, 0)
+        report.counts[split][label] += 1
+        report.hours += len(x) / SAMPLE_RATE / 3600
+    return rows
+
+
+def _finish(report: ImportReport, rows: list[dict]) -> None:
+    """Counts sorted, and the warnings: labels without training files, no test files."""
+    report.n_kept = len(rows)
+    report.counts = {s: dict(sorted(c.items())) for s, c in sorted(report.counts.items())}
+    labels = sorted({r["label"] for r in rows})
+    train_labels = set(report.counts.get("train", {}))
+    for lab in labels:
+        if lab not in train_labels:
+            report.warnings.append(f"label {lab!r} has no training files")
+    if "test" not in report.counts:
+        report.warnings.append("no test files (too few files per class)")
 
 
 def import_folder(
@@ -172,12 +231,7 @@ def import_folder(
 ) -> ImportReport:
     """Import a folder-per-class tree into a task folder at ``out`` (see module doc)."""
     src, out = Path(src), Path(out)
-    if not src.is_dir():
-        raise DataError(f"{display_path(src)}: source folder not found")
-    if domain not in DOMAINS:
-        raise DataError(f"domain {domain!r} is not one of {DOMAINS}")
-    if metric not in METRICS:
-        raise DataError(f"metric {metric!r} is not one of {METRICS}")
+    _check_args(src, domain, metric)
     name = name or safe_name(src.resolve().name)
     layout, items, loose = _collect(src)
     if not items:
@@ -188,80 +242,16 @@ def import_folder(
         report.skipped.append(
             FileReport(display_path(p.relative_to(src)), False, "no-label", "not in a class folder")
         )
-
-    good = []  # (file, label, split, FileReport)
-    for f, label, split in track(items, "checking", progress):
-        rep = check_file(f, limit_seconds=limit_seconds)
-        rep.path = display_path(f.relative_to(src))
-        if not rep.ok:
-            report.skipped.append(rep)
-        elif rep.silent and not keep_silent:
-            rep.ok, rep.kind = False, "silent"
-            report.skipped.append(rep)
-        else:
-            good.append((f, label, split, rep))
-
+    good = _checked(items, src, report, keep_silent, limit_seconds, progress)
     if layout == "stratified":
-        by_label: dict[str, list[str]] = {}
-        for f, label, _, _ in good:
-            by_label.setdefault(label, []).append(str(f.relative_to(src)))
-        assign = stratified_split(by_label, seed)
-        good = [(f, lab, assign[str(f.relative_to(src))], r) for f, lab, _, r in good]
-
-    rows, used = [], set()
-    for f, label, split, rep in track(good, "converting", progress):
-        try:
-            x = load_audio(f, sr=SAMPLE_RATE, limit_seconds=limit_seconds)
-        except BadAudioError as e:  # decoded fine in check_file; guard against races
-            report.skipped.append(FileReport(rep.path, False, e.kind, e.reason))
-            continue
-        rel = f.relative_to(src)
-        parts = list(rel.parts[2:] if layout == "split-folders" else rel.parts[1:])
-        stem = safe_name("__".join(parts[:-1] + [Path(parts[-1]).stem]))
-        dest = Path("audio") / safe_name(label) / f"{stem}.wav"
-        k = 1
-        while dest in used:
-            k += 1
-            dest = dest.with_name(f"{stem}_{k}.wav")
-        used.add(dest)
-        data = _encode_wav(x)
-        atomic_write_bytes(out / dest, data)
-        rows.append(
-            dict(
-                path=str(out / dest),
-                label=label,
-                split=split,
-                duration=round(len(x) / SAMPLE_RATE, 6),
-                sha1=hashlib.sha1(data).hexdigest(),
-                source=rep.path,
-            )
-        )
-        report.counts.setdefault(split, {}).setdefault(label, 0)
-        report.counts[split][label] += 1
-        report.hours += len(x) / SAMPLE_RATE / 3600
-
+        good = _assign_splits(good, src, seed)
+    rows = _convert(good, src, out, layout, report, limit_seconds, progress)
     if not rows:
         raise DataError(
             f"{display_path(src)}: no usable audio ({len(report.skipped)} files skipped)"
         )
-    report.n_kept = len(rows)
-    report.counts = {s: dict(sorted(c.items())) for s, c in sorted(report.counts.items())}
-    labels = sorted({r["label"] for r in rows})
-    train_labels = set(report.counts.get("train", {}))
-    for lab in labels:
-        if lab not in train_labels:
-            report.warnings.append(f"label {lab!r} has no training files")
-    if "test" not in report.counts:
-        report.warnings.append("no test files (too few files per class)")
-    write_manifest(
-        out / "manifest.csv", rows, ["path", "label", "split", "duration", "sha1", "source"]
-    )
-    meta = dict(
-        name=name,
-        domain=domain,
-        metric=metric,
-        multilabel=False,
-        description=f"imported from {display_path(src.resolve())} ({layout} split, seed {seed})",
-    )
-    atomic_write_text(out / "task.yaml", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
+    _finish(report, rows)
+    desc = f"imported from {display_path(src.resolve())} ({layout} split, seed {seed})"
+    meta = dict(name=name, domain=domain, metric=metric, multilabel=False, description=desc)
+    write_task_files(out, rows, COLUMNS, meta)
     return report

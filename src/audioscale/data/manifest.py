@@ -226,6 +226,48 @@ def _load_task_yaml(path: Path, default_name: str) -> dict:
     return meta
 
 
+def _task_rows(
+    rows: list[dict], multilabel: bool, mpath: Path
+) -> tuple[set[str], dict[str, list[dict]]]:
+    """Validate and normalise every row (split, label, ``labels``, no path twice); the
+    label set and the rows per split in row order."""
+    seen: dict[str, int] = {}
+    labels: set[str] = set()
+    splits: dict[str, list[dict]] = {}
+    for r in rows:
+        where = f"{_shown(mpath)} row {r['_row']}"
+        split = r["split"].strip()
+        if split not in STANDARD_SPLITS and not FOLD_RE.match(split):
+            raise DataError(f"{where}: split {split!r} is not train/valid/test or foldN")
+        r["split"] = split
+        parts = r["label"].split(LABEL_SEP) if multilabel else [r["label"]]
+        parts = [p.strip() for p in parts if p.strip()]
+        if not parts:
+            raise DataError(f"{where}: empty label")
+        if not multilabel:
+            r["label"] = parts[0]
+        r["labels"] = parts
+        labels.update(parts)
+        if r["path"] in seen:
+            raise DataError(f"{where}: path listed twice (first on row {seen[r['path']]})")
+        seen[r["path"]] = r["_row"]
+        splits.setdefault(split, []).append(r)
+    return labels, splits
+
+
+def _check_splits(splits: dict[str, list[dict]], mpath: Path) -> None:
+    """Splits are all standard (with train and test) or all folds (at least two)."""
+    kinds = {"folds" if FOLD_RE.match(s) else "standard" for s in splits}
+    if len(kinds) > 1:
+        raise DataError(f"{_shown(mpath)}: splits mix train/valid/test with fold ids")
+    if kinds == {"standard"}:
+        for need in ("train", "test"):
+            if need not in splits:
+                raise DataError(f"{_shown(mpath)}: no '{need}' split")
+    elif len(splits) < 2:
+        raise DataError(f"{_shown(mpath)}: fold-based tasks need at least two folds")
+
+
 def load_task(task_dir: str | Path) -> Task:
     """Load and validate a task folder (``task.yaml`` + ``manifest.csv``).
 
@@ -243,36 +285,8 @@ def load_task(task_dir: str | Path) -> Task:
             raise DataError(f"{_shown(mpath)}: manifest has no '{col}' column")
     if not rows:
         raise DataError(f"{_shown(mpath)}: manifest has no rows")
-    seen: dict[str, int] = {}
-    labels: set[str] = set()
-    splits: dict[str, list[dict]] = {}
-    for r in rows:
-        where = f"{_shown(mpath)} row {r['_row']}"
-        split = r["split"].strip()
-        if split not in STANDARD_SPLITS and not FOLD_RE.match(split):
-            raise DataError(f"{where}: split {split!r} is not train/valid/test or foldN")
-        r["split"] = split
-        parts = r["label"].split(LABEL_SEP) if meta["multilabel"] else [r["label"]]
-        parts = [p.strip() for p in parts if p.strip()]
-        if not parts:
-            raise DataError(f"{where}: empty label")
-        if not meta["multilabel"]:
-            r["label"] = parts[0]
-        r["labels"] = parts
-        labels.update(parts)
-        if r["path"] in seen:
-            raise DataError(f"{where}: path listed twice (first on row {seen[r['path']]})")
-        seen[r["path"]] = r["_row"]
-        splits.setdefault(split, []).append(r)
-    kinds = {"folds" if FOLD_RE.match(s) else "standard" for s in splits}
-    if len(kinds) > 1:
-        raise DataError(f"{_shown(mpath)}: splits mix train/valid/test with fold ids")
-    if kinds == {"standard"}:
-        for need in ("train", "test"):
-            if need not in splits:
-                raise DataError(f"{_shown(mpath)}: no '{need}' split")
-    elif len(splits) < 2:
-        raise DataError(f"{_shown(mpath)}: fold-based tasks need at least two folds")
+    labels, splits = _task_rows(rows, meta["multilabel"], mpath)
+    _check_splits(splits, mpath)
     splits = {k: splits[k] for k in sorted(splits, key=_split_order)}
     extra = {k: v for k, v in meta.items() if k not in ("name", "domain", "metric", "multilabel")}
     return Task(

@@ -2,9 +2,9 @@
 
 Both renderers return float32 mono audio at 16 kHz and are deterministic: the same
 arguments give the same samples bit for bit (tinysoundfont is reset between renders, see
-``SoundfontRenderer``). espeak-ng 1.51 itself is not quite: one run in a few hundred
-(1 of 560 measured, among 40 concurrent runs that were the first on a fresh machine)
-returns slightly different samples of the same length. ``espeak`` therefore runs the
+``SoundfontRenderer``). espeak-ng 1.51 itself is not quite: an occasional run (seen
+among concurrent runs on a fresh machine) returns slightly different samples of the same
+length. ``espeak`` therefore runs the
 synthesiser until two runs agree byte for byte and returns that output, so a corpus
 build is byte-identical across runs and machines with the same espeak-ng.
 
@@ -52,11 +52,6 @@ GM_FAMILIES = [
     "percussive",
     "sound-effects",
 ]
-
-
-def gm_family(program: int) -> str:
-    """General MIDI family name of a program number (0-based, 0-127)."""
-    return GM_FAMILIES[program // 8]
 
 
 def apt_hint(package: str) -> str:

@@ -1,12 +1,19 @@
-"""Shared task writing for the benchmark importers (HEAR 2021, X-ARES, metadata CSVs).
+"""Task folders and their WAV clips: the one writer of the demo and every importer.
 
-Each importer turns its source's layout into calls to :class:`TaskWriter`: ``add`` one
-clip (a file or a zip member, its labels and split), ``problem`` for anything it cannot
-use (a missing file, an unknown split, a label outside the task's set, ...), then
-``finish`` writes the task folder the demo's tasks use (``manifest.csv`` with
-``path,label,split,duration,sha1,source`` and ``task.yaml``; see
-:mod:`audioscale.data.manifest`). Clips are decoded, mixed to mono, resampled to 16 kHz and
-written as ``audio/<split>/<name>.wav`` (encoding of :mod:`audioscale.data.importer`).
+The parts every writer of a task folder shares: :func:`encode_wav` (16 kHz mono WAV
+bytes), :func:`write_clip` (one clip under ``audio/``, with its duration and sha1),
+:func:`unique_dest` (``audio/<folder>/<stem>[_k].wav``), :func:`safe_name` and
+:func:`write_task_files` (``manifest.csv`` + ``task.yaml``; see
+:mod:`audioscale.data.manifest`). The demo corpus, ``import-folder`` and ``import-pool``
+use them directly.
+
+The benchmark importers (HEAR 2021, X-ARES, metadata CSVs) turn their source's layout
+into calls to :class:`TaskWriter`: ``add`` one clip (a file or a zip member, its labels
+and split), ``problem`` for anything it cannot use (a missing file, an unknown split, a
+label outside the task's set, ...), then ``finish`` writes the task folder
+(``manifest.csv`` with ``path,label,split,duration,sha1,source`` and ``task.yaml``).
+Clips are decoded, mixed to mono, resampled to 16 kHz and written as
+``audio/<split>/<name>.wav``.
 
 Bad input is never fatal clip by clip: each problem is one :class:`FileReport` (file,
 kind, reason) in ``TaskImport.skipped``; ``finish`` raises DataError only when no clip
@@ -16,11 +23,15 @@ could be imported, so the CLI exits non-zero exactly then.
 from __future__ import annotations
 
 import hashlib
+import io
+import re
 import shutil
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import yaml
 
 from audioscale.audio.io import (
@@ -30,12 +41,59 @@ from audioscale.audio.io import (
     display_path,
     load_audio,
 )
-from audioscale.data.importer import SAMPLE_RATE, _encode_wav, safe_name
 from audioscale.data.manifest import DOMAINS, LABEL_SEP, METRICS, write_manifest
 from audioscale.errors import BadAudioError, DataError
 from audioscale.utils import atomic_write_bytes, atomic_write_text
 
+SAMPLE_RATE = 16000
 COLUMNS = ["path", "label", "split", "duration", "sha1", "source"]
+PCM16_MAX = 32767 / 32768  # the largest 16-bit sample
+
+
+def encode_wav(x: np.ndarray, sr: int = SAMPLE_RATE, overflow: str = "float") -> bytes:
+    """Mono WAV bytes of float samples ``x``: 16-bit PCM; a signal beyond ±1 is kept as
+    32-bit float (``overflow="float"``: the importers never clip a user's audio) or
+    clipped to [-1, 1) (``"clip"``: the demo's renders, always 16-bit)."""
+    buf = io.BytesIO()
+    if overflow == "clip":
+        sf.write(buf, np.clip(x, -1.0, PCM16_MAX), sr, format="WAV", subtype="PCM_16")
+    else:
+        subtype = "FLOAT" if x.size and float(np.abs(x).max()) > 1.0 else "PCM_16"
+        sf.write(buf, x, sr, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def safe_name(name: str) -> str:
+    """A portable file-name part: NFC, undecodable bytes → U+FFFD → "_", odd chars → "_"."""
+    s = unicodedata.normalize("NFC", display_path(name))
+    s = re.sub(r"[^\w.\-]+", "_", s).strip("._")
+    return s or "x"
+
+
+def unique_dest(used: set[str], folder: str, stem: str) -> str:
+    """``audio/<folder>/<stem>.wav``, or ``<stem>_2.wav``, ``_3`` … when taken; marks it used."""
+    dest, k = f"audio/{folder}/{stem}.wav", 1
+    while dest in used:
+        k += 1
+        dest = f"audio/{folder}/{stem}_{k}.wav"
+    used.add(dest)
+    return dest
+
+
+def write_clip(path: Path, x: np.ndarray) -> tuple[float, str]:
+    """Write ``x`` as a 16 kHz WAV at ``path`` (atomically); returns its duration in
+    seconds (6 decimals) and the sha1 of its bytes."""
+    data = encode_wav(x)
+    atomic_write_bytes(path, data)
+    return round(len(x) / SAMPLE_RATE, 6), hashlib.sha1(data).hexdigest()
+
+
+def write_task_files(out: Path, rows: list[dict], columns: list[str], meta: dict) -> None:
+    """A task folder's ``manifest.csv`` (``rows`` in ``columns``) and ``task.yaml``
+    (``meta``: name, domain, metric, multilabel, description, extra keys)."""
+    write_manifest(out / "manifest.csv", rows, columns)
+    text = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
+    atomic_write_text(out / "task.yaml", text)
 
 
 @dataclass
@@ -110,13 +168,7 @@ class TaskWriter:
 
     def _dest(self, split: str, shown: str) -> Path:
         stem = safe_name(Path(shown.split("::")[-1]).with_suffix("").as_posix().replace("/", "__"))
-        stem = short_stem(stem)
-        dest, k = f"audio/{split}/{stem}.wav", 1
-        while dest in self.used:
-            k += 1
-            dest = f"audio/{split}/{stem}_{k}.wav"
-        self.used.add(dest)
-        return self.out / dest
+        return self.out / unique_dest(self.used, split, short_stem(stem))
 
     def _decode(self, path: str | Path, shown: str) -> np.ndarray | None:
         try:
@@ -143,12 +195,9 @@ class TaskWriter:
         x = self._decode(path, shown)
         if x is None:
             return False
-        data = _encode_wav(x)
         dest = self._dest(split, shown)
-        atomic_write_bytes(dest, data)
+        duration, sha1 = write_clip(dest, x)
         label = LABEL_SEP.join(labels)
-        duration = round(len(x) / SAMPLE_RATE, 6)
-        sha1 = hashlib.sha1(data).hexdigest()
         self.rows.append(
             dict(
                 path=str(dest),
@@ -181,7 +230,5 @@ class TaskWriter:
             f"label {lab!r} has no training clips"
             for lab in sorted({lab for c in rep.counts.values() for lab in c} - train)
         ]
-        write_manifest(self.out / "manifest.csv", self.rows, COLUMNS)
-        text = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
-        atomic_write_text(self.out / "task.yaml", text)
+        write_task_files(self.out, self.rows, COLUMNS, meta)
         return rep

@@ -25,12 +25,12 @@ Choices (each so that an exported embedding equals our own extraction's):
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import torch
 
+from audioscale.audio.frontend import floor_db
 from audioscale.embed.base import cut_pieces, piece_spans
 from audioscale.embed.ours import MAEEncoder
 
@@ -81,7 +81,7 @@ def encode(enc: MAEEncoder, audio: torch.Tensor, layer: int) -> tuple[torch.Tens
     device = next(enc.net.parameters()).device
     enc.device = device
     cfg = enc.frontend_config
-    floor = 10.0 * math.log10(cfg.amin)  # extraction's pad value for too-short clips
+    floor = floor_db(cfg)  # extraction's pad value for too-short clips
     frames, starts = [], []
     with torch.no_grad():
         mel = enc.logmel(audio.to(device).float()).float()
