@@ -20,12 +20,12 @@ from pathlib import Path
 from jinja2 import Environment
 from markupsafe import Markup, escape
 
+from audioscale.evaluate import records
 from audioscale.report.figures import FigureRecord, make_figures
 from audioscale.scaling.study_fits import col, is_trained
-from audioscale.sweep import records
 from audioscale.utils import atomic_write_text
 
-RUN_COLUMNS = records.report_columns()  # sweep.records.ResultRow fields with report=
+RUN_COLUMNS = records.report_columns()  # evaluate.records.ResultRow fields with report=
 SETTING_COLUMNS = [
     "family",
     "preset",
@@ -540,7 +540,7 @@ def sec_axes(fits: dict) -> str:
 
 
 def sec_runs(rows: list[dict]) -> str:
-    """The run table: the results fields marked ``report`` (``sweep.records``) that any
+    """The run table: the results fields marked ``report`` (``evaluate.records``) that any
     row holds."""
     cols = [c for c in records.report_columns() if any(r.get(c) is not None for r in rows)]
     body = [[fmt(r.get(c)) for c in cols] for r in rows]

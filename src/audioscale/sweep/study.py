@@ -140,7 +140,9 @@ def run_sweep(
     """Execute a sweep into study folder ``out``; returns ``Store.status()`` plus exports.
     ``extra_jobs`` (the study's verification run) join the spec's jobs for this sweep;
     ``threads_per_worker`` overrides the spec's ``study.threads_per_worker``."""
-    from audioscale.sweep.run import build_eval_context, corrupt_finals, run_job, stale_runs
+    from audioscale.evaluate.context import build_eval_context
+    from audioscale.evaluate.keys import stale_runs
+    from audioscale.sweep.run import corrupt_finals, run_job
 
     sweep = load_sweep(source)
     if extra_jobs:
