@@ -33,11 +33,11 @@ HELDOUT_SLICE = "heldout-slice"
 
 
 def run_train_rows(cfg: RunConfig) -> list[dict]:
-    """The files this run pretrains on (the nested subset of its pool's train split)."""
-    from audioscale.data.manifest import load_pool
-    from audioscale.data.subsets import nested_subset
+    """The files this run pretrains on (the trainer's ``select_rows``: the nested subset
+    of its pool's train split)."""
+    from audioscale.train.heldout import select_rows
 
-    return nested_subset(load_pool(cfg.data.pool), cfg.data.hours, cfg.data.subset_seed)
+    return select_rows(cfg)[0]
 
 
 def slices(cfg: RunConfig, ctx: EvalContext, n_cap: int) -> dict[str, list[dict]]:
