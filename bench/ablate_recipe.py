@@ -250,9 +250,9 @@ def evaluate(name: str) -> dict:
     from audioscale.config import load_config
     from audioscale.data.manifest import load_task
     from audioscale.embed.extract import extract
+    from audioscale.evaluate.context import build_eval_context
     from audioscale.metrics import rankme
     from audioscale.probe.suite import expand_task_dirs
-    from audioscale.sweep.run import build_eval_context
 
     torch.set_num_threads(1)
     out_json = _arm_dir(name) / "ablate.json"
@@ -351,7 +351,9 @@ def speed(cells: list[str], seconds: float, rounds: int) -> dict:
     from audioscale.data.featcache import FeatureCache
     from audioscale.models.mae import build_mae
     from audioscale.train.ddp import DistInfo
-    from audioscale.train.trainer import _autocast, _param_groups, mask_generator, plan, select_rows
+    from audioscale.train.heldout import select_rows
+    from audioscale.train.plan import plan
+    from audioscale.train.trainer import _autocast, _param_groups, mask_generator
 
     torch.set_num_threads(1)
     state = {}

@@ -113,7 +113,7 @@ def test_small_and_odd_studies_say_so(tmp_path, n):
 def _write_store(study_dir: Path, rows: list[dict], ckpt: list[dict]) -> None:
     """Put synthetic rows into a real study.db through the store's own API."""
     from audioscale.config import RunConfig
-    from audioscale.sweep.records import RunInfo
+    from audioscale.evaluate.records import RunInfo
     from audioscale.sweep.store import SPECTRAL_KEYS, Store
 
     with Store(study_dir / "study.db") as st:

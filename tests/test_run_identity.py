@@ -89,6 +89,7 @@ def test_resume_check_uses_the_same_identity(tmp_path):
     (eval and execution keys differ) and refused by one of another identity."""
     from audioscale.data.corpus import synthetic_pool
     from audioscale.train import trainer
+    from audioscale.train.plan import plan
 
     pool = synthetic_pool(tmp_path / "pool", n_train=6, n_heldout=2, seed=0)
     base = [f"data.pool={pool}", f"data.cache_dir={tmp_path / 'cache'}",
@@ -99,7 +100,7 @@ def test_resume_check_uses_the_same_identity(tmp_path):
     trainer.pretrain(cfg, run, progress=False)
     stamp = (run / "done.json").stat().st_mtime_ns
     card = json.loads((run / "model_card.json").read_text())
-    assert card["run_hash"] == cfg.run_hash() == trainer.plan(cfg).run_hash  # as the sweep names it
+    assert card["run_hash"] == cfg.run_hash() == plan(cfg).run_hash  # as the sweep names it
     assert card["execution"]["device"] == "cpu" and card["execution"]["precision"] == "fp32"
     same = load_config(None, [*base, "eval.tasks=[x]", "train.log_every=1", "train.device=auto",
                               f"data.cache_dir={tmp_path / 'other-cache'}"])  # fmt: skip
@@ -143,7 +144,7 @@ def _job(*overrides: str) -> Job:
 
 
 def test_runs_are_named_and_costed_by_their_budget(tmp_path):
-    from audioscale.train.trainer import plan
+    from audioscale.train.plan import plan
 
     assert budget_tag(_job().config) == "s200"
     assert budget_tag(_job("train.examples=6400").config) == "e6400"

@@ -38,7 +38,7 @@ def fake_result(run_id: str, rankme: float, kind: str = "trained") -> dict:
             "rankme_layer": -1,
             "rankme_centred": False,
             "rankme_train": rankme + 2.0,
-            "rankme_gap": 2.0,  # the run's equal-N gap (sweep.run.gap_metrics)
+            "rankme_gap": 2.0,  # the run's equal-N gap (evaluate.slices.gap_metrics)
             "suite": 0.5,
             "pool_overlap": False,
             "width": 64,
@@ -211,8 +211,8 @@ def test_runs_an_edited_spec_dropped_leave_the_results(store):
 
 
 def test_csv_header_store_columns_and_report_table_derive_from_the_record(store, tmp_path):
+    from audioscale.evaluate import records
     from audioscale.report.html import sec_runs
-    from audioscale.sweep import records
 
     jobs = _jobs()
     store.add_runs(jobs)
@@ -234,8 +234,8 @@ def test_csv_header_store_columns_and_report_table_derive_from_the_record(store,
 def test_a_field_added_to_the_record_reaches_store_csv_and_report(store, tmp_path, monkeypatch):
     from dataclasses import dataclass
 
+    from audioscale.evaluate import records
     from audioscale.report.html import sec_runs
-    from audioscale.sweep import records
 
     @dataclass
     class Info(records.RunInfo):
@@ -277,7 +277,7 @@ def test_unknown_keys_in_spectral_and_probe_rows_are_refused(store):
 
 
 def test_store_tables_hold_exactly_the_record_fields(store, tmp_path):
-    from audioscale.sweep import records
+    from audioscale.evaluate import records
 
     db = sqlite3.connect(tmp_path / "study.db")
 
@@ -291,15 +291,16 @@ def test_store_tables_hold_exactly_the_record_fields(store, tmp_path):
 
 def test_trainer_log_keys_map_onto_train_metrics_columns():
     """The only metrics.jsonl names that differ from the store's columns are the two the
-    trainer writes (``_MetricsLog.line`` / ``_counters``): hours_seen and examples_per_s."""
+    trainer writes (``_MetricsLog.line`` / ``plan.counters``): hours_seen and examples_per_s."""
     from importlib.util import find_spec
     from pathlib import Path
 
-    from audioscale.sweep import records
+    from audioscale.evaluate import records
 
     keys = records.TrainMetricsRow.log_keys()
     assert keys == {"hours_seen": "hours", "examples_per_s": "ex_per_s"}
-    src = Path(find_spec("audioscale.train.trainer").origin).read_text()  # no torch import
+    src = "".join(Path(find_spec(f"audioscale.train.{m}").origin).read_text()
+                  for m in ("trainer", "plan"))  # no torch import  # fmt: skip
     for key in keys:
         assert f'"{key}"' in src or f"{key}=" in src
 
@@ -311,7 +312,7 @@ def test_columns_the_fits_and_report_read_by_name_are_record_fields():
     from importlib.util import find_spec
     from pathlib import Path
 
-    from audioscale.sweep import records
+    from audioscale.evaluate import records
 
     pkg = Path(find_spec("audioscale").origin).parent
     used = set()

@@ -18,8 +18,9 @@ from pathlib import Path
 import yaml
 from sweep_helpers import make_corpus, tiny_spec
 
+from audioscale.evaluate.context import build_eval_context
 from audioscale.sweep.local import set_threads
-from audioscale.sweep.run import build_eval_context, run_job
+from audioscale.sweep.run import run_job
 from audioscale.sweep.spec import load_sweep
 from audioscale.sweep.store import Store
 

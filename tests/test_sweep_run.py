@@ -10,8 +10,9 @@ import pytest
 from sweep_helpers import flaky_job, make_corpus, tiny_spec
 
 from audioscale.cli import main
-from audioscale.sweep import records
-from audioscale.sweep.run import build_eval_context, pool_overlap, run_train_rows
+from audioscale.evaluate import records
+from audioscale.evaluate.context import build_eval_context, pool_overlap
+from audioscale.evaluate.slices import run_train_rows
 from audioscale.sweep.runner import run_sweep
 from audioscale.sweep.spec import load_sweep
 from audioscale.sweep.store import Store
@@ -72,7 +73,7 @@ def test_sweep_records_every_run_with_metrics_and_probes(study):
     assert all(math.isfinite(c["rankme"]) and c["loss"] is not None for c in ck)
     csv_text = (study / "results.csv").read_text()
     assert csv_text.count("\n") == 5 and "rankme_gap" in csv_text
-    # what run.py writes is declared in sweep.records, and the CSV header derives from it
+    # what run.py writes is declared in evaluate.records, and the CSV header derives from it
     fixed = records.ResultRow.names()
     assert csv_text.splitlines()[0].split(",")[: len(fixed)] == fixed
     results = [json.loads(p.read_text()) for p in study.glob("runs/*/result.json")]
@@ -237,16 +238,16 @@ def test_rankme_gap_at_equal_n_removes_the_sample_size_effect():
     """One Gaussian for both sides: at unequal N (90 vs 1,024 rows) RankMe differs by
     several units; subsampled to equal N the gap is near 0."""
     from audioscale.metrics import rankme
-    from audioscale.sweep.run import subsample_rows
+    from audioscale.sampling import subsample
 
     rng = np.random.default_rng(0)
     z = rng.standard_normal((1024, 64)) * np.geomspace(1, 0.01, 64)
     train, pool = z[:90], z[90:]
     assert rankme(train) - rankme(pool) < -3  # the confound
-    eq = subsample_rows(pool, len(train), seed=0)
+    eq = subsample(pool, len(train), 0, "permutation")
     assert eq.shape == train.shape and abs(rankme(train) - rankme(eq)) < 1.5
-    assert np.array_equal(subsample_rows(pool, 90, 0), eq)  # deterministic
-    assert np.array_equal(subsample_rows(pool, 5000, 0), pool)  # never grows
+    assert np.array_equal(subsample(pool, 90, 0, "permutation"), eq)  # deterministic
+    assert np.array_equal(subsample(pool, 5000, 0, "permutation"), pool)  # never grows
 
 
 def test_reference_heldout_loss_does_not_depend_on_the_runs_mask_ratio(study, tmp_path):
@@ -257,7 +258,8 @@ def test_reference_heldout_loss_does_not_depend_on_the_runs_mask_ratio(study, tm
     import torch
     import yaml
 
-    from audioscale.sweep.run import REF_MASK_RATIO, EvalContext, reference_heldout_loss
+    from audioscale.evaluate.context import EvalContext
+    from audioscale.evaluate.heldout import REF_MASK_RATIO, reference_heldout_loss
     from audioscale.train.checkpoint import load_mae
 
     done = sorted((study / "runs").glob("*/done.json"))  # trained runs only have one

@@ -14,7 +14,8 @@ from audioscale.cli import main
 from audioscale.config import ModelConfig, TrainConfig, load_config
 from audioscale.data.corpus import synthetic_pool
 from audioscale.errors import ConfigError
-from audioscale.train import recipe, trainer
+from audioscale.train import heldout, recipe, trainer
+from audioscale.train import plan as planning
 from audioscale.train.checkpoint import STATE_FILE, list_checkpoints, load_mae, read_sidecar
 from audioscale.train.schedule import Schedule
 
@@ -79,19 +80,19 @@ def test_recipe_rule():
 
 def test_plan_budgets_and_checkpoint_steps(pool, tmp_path):
     cfg = _cfg(pool, tmp_path, "train.steps=640")
-    p = trainer.plan(cfg)
+    p = planning.plan(cfg)
     assert p.steps == 640 and p.clip_frames == 100 and p.tokens_per_example == 25
     assert p.checkpoint_steps == [10, 20, 40, 80, 160, 320]
-    assert trainer.checkpoint_steps([1 / 64, 1 / 32, 1 / 2], 20) == [1, 10]
-    assert trainer.checkpoint_steps([], 20) == []
-    assert trainer.plan(_cfg(pool, tmp_path, "train.examples=100")).steps == 13
-    assert trainer.plan(_cfg(pool, tmp_path, "train.hours=0.1")).steps == 45  # 360 clips / 8
+    assert planning.checkpoint_steps([1 / 64, 1 / 32, 1 / 2], 20) == [1, 10]
+    assert planning.checkpoint_steps([], 20) == []
+    assert planning.plan(_cfg(pool, tmp_path, "train.examples=100")).steps == 13
+    assert planning.plan(_cfg(pool, tmp_path, "train.hours=0.1")).steps == 45  # 360 clips / 8
     fpe = p.flops_per_example
-    assert trainer.plan(_cfg(pool, tmp_path, f"train.flops={fpe * 8 * 7}")).steps == 7
+    assert planning.plan(_cfg(pool, tmp_path, f"train.flops={fpe * 8 * 7}")).steps == 7
     with pytest.raises(ConfigError, match="model.preset"):
-        trainer.plan(_cfg(pool, tmp_path, "model.preset=huge"))
+        planning.plan(_cfg(pool, tmp_path, "model.preset=huge"))
     with pytest.raises(ConfigError, match="clip_seconds"):
-        trainer.plan(_cfg(pool, tmp_path, "data.clip_seconds=30"))
+        planning.plan(_cfg(pool, tmp_path, "data.clip_seconds=30"))
 
 
 # ----------------------------------------------------------------------------- training
@@ -154,9 +155,9 @@ def test_train_step_is_the_training_step_and_sidecar_losses(pool, tmp_path):
 
     cfg = _cfg(pool, tmp_path / "cache", "train.steps=7", "train.log_every=3")
     res = trainer.pretrain(cfg, tmp_path / "run", progress=False)
-    p, cpu, info = trainer.plan(cfg), torch.device("cpu"), DistInfo()
+    p, cpu, info = planning.plan(cfg), torch.device("cpu"), DistInfo()
     c, t = p.cfg, p.cfg.train
-    cache = FeatureCache.build(trainer.select_rows(c)[0], c.frontend, c.data.cache_dir, False)
+    cache = FeatureCache.build(heldout.select_rows(c)[0], c.frontend, c.data.cache_dir, False)
     ds = ClipDataset(cache, p.clip_frames, t.seed, t.batch_size)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as train.threads=1: the same reduction order
@@ -276,7 +277,7 @@ def test_unparsable_device_is_a_config_error_before_work(pool, tmp_path):
     """A device string torch cannot parse (``gpu``) fails in plan() with the key, not as a
     RuntimeError traceback from torch.device after the pool is read."""
     with pytest.raises(ConfigError, match="train.device"):
-        trainer.plan(_cfg(pool, tmp_path, "train.device=gpu"))
+        planning.plan(_cfg(pool, tmp_path, "train.device=gpu"))
 
 
 def test_out_that_is_a_file_is_one_line(pool, tmp_path, capsys):

@@ -178,7 +178,8 @@ BUDGET_KINDS = ("steps", "examples", "hours", "flops")
 
 class EvalConfig(Strict):
     """What a run is measured on after training. Study-level: not part of a run's
-    identity (RunConfig.run_hash); a change re-evaluates finished runs (sweep.run.eval_key)."""
+    identity (RunConfig.run_hash); a change re-evaluates finished runs
+    (evaluate.keys.eval_key)."""
 
     tasks: list[str] = Field(default_factory=list)  # task folders
     suite: str | None = None  # a suite file (data.suitefile): more tasks, and their weights
@@ -232,7 +233,7 @@ class RunConfig(Strict):
 
         Left out, and why:
         - ``eval.*``: how a finished run is measured is a study setting; when it changes,
-          runs are evaluated again (sweep.run.eval_key), never trained again.
+          runs are evaluated again (evaluate.keys.eval_key), never trained again.
         - execution (``EXECUTION_KEYS``): ``data.cache_dir``, ``data.num_workers`` (the
           batch of step k is a function of (seed, k) whoever loads it), ``train.log_every``,
           ``train.state_every_s`` (what is logged and saved, not what is computed: only the

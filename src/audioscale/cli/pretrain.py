@@ -37,7 +37,8 @@ def pretrain_cmd(
     A finished run folder is returned as is; an interrupted one resumes from its newest
     checkpoint (reproducing the uninterrupted loss curve on CPU)."""
     from audioscale.config import load_config
-    from audioscale.train.trainer import plan, pretrain
+    from audioscale.train.plan import plan
+    from audioscale.train.trainer import pretrain
 
     cfg = load_config(config, overrides)
     p = plan(cfg)  # bad model/budget settings fail here, before any work

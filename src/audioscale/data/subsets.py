@@ -87,3 +87,18 @@ def nested_subset(rows: list[dict], hours: float | None, seed: int = 0) -> list[
             stacklevel=2,
         )
     return out
+
+
+def crops_of(rows: list[dict], crop: float) -> list[dict]:
+    """Every file cut into consecutive crops of ``crop`` seconds, in path order (a file
+    shorter than one crop is one crop; a subset's ``max_seconds`` truncation is kept).
+    The crops of the train and heldout slices (``evaluate.slices``) and of the log-mel
+    baseline's standardisation set (``embed.baselines.reference_rows``)."""
+    out = []
+    for r in sorted(rows, key=lambda r: str(r["path"])):
+        secs = row_seconds(r) if r.get("duration") is not None else crop
+        base = float(r.get("offset_seconds") or 0.0)
+        for k in range(max(1, int(secs // crop))):
+            out.append({"path": r["path"], "offset_seconds": base + k * crop,
+                        "max_seconds": min(crop, secs)})  # fmt: skip
+    return out

@@ -154,20 +154,11 @@ def reference_rows(
     pool: str, crop: float = 4.0, seed: int = 0, n: int = REFERENCE_CLIPS
 ) -> list[dict]:
     """The standardisation set: at most ``n`` crops of ``crop`` seconds of the pool's
-    train split (every file cut into consecutive crops in path order, then a seeded
-    sample kept in order). Unlabeled audio every trained arm learns from; never a task
-    clip, so never a test split."""
+    train split (``data.subsets.crops_of``, then the seeded ``"choice"`` subsample of
+    ``sampling.subsample``, kept in order). Unlabeled audio every trained arm learns
+    from; never a task clip, so never a test split."""
     from audioscale.data.manifest import load_pool
-    from audioscale.data.subsets import row_seconds, train_rows
+    from audioscale.data.subsets import crops_of, train_rows
+    from audioscale.sampling import subsample
 
-    crops = []
-    for r in sorted(train_rows(load_pool(pool)), key=lambda r: str(r["path"])):
-        secs = row_seconds(r) if r.get("duration") is not None else crop
-        base = float(r.get("offset_seconds") or 0.0)
-        for k in range(max(1, int(secs // crop))):
-            crops.append({"path": r["path"], "offset_seconds": base + k * crop,
-                          "max_seconds": min(crop, secs)})  # fmt: skip
-    if len(crops) > n:
-        keep = np.sort(np.random.default_rng(seed).choice(len(crops), n, replace=False))
-        crops = [crops[i] for i in keep]
-    return crops
+    return subsample(crops_of(train_rows(load_pool(pool)), crop), n, seed, "choice")

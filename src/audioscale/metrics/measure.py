@@ -6,11 +6,11 @@ Protocol (docs/ARCHITECTURE.md, "The RankMe estimator"), each option named in th
 - Pool and N: ``samples`` rows of the pool (default 25,600), or all when the pool is
   smaller. The subsample is a deterministic function of (pool order, seed): the first
   ``samples`` entries of ``numpy.random.default_rng(seed).permutation(len(rows))``,
-  put back in pool order. Subsamples are nested: at one seed, the rows for N1 < N2
-  are a subset of those for N2 (so RankMe-vs-N curves reuse clips). The pool is named
-  in the result (``pool``, default ``pool-<hash>``) together with ``pool_hash``, a hash
-  of the chosen file list (paths, sizes, mtimes), so two results are comparable
-  exactly when their pool hashes match.
+  put back in pool order (``sampling.sample_indices``, ``"permutation"``). Subsamples
+  are nested: at one seed, the rows for N1 < N2 are a subset of those for N2 (so
+  RankMe-vs-N curves reuse clips). The pool is named in the result (``pool``, default
+  ``pool-<hash>``) together with ``pool_hash``, a hash of the chosen file list (paths,
+  sizes, mtimes), so two results are comparable exactly when their pool hashes match.
 - Level: ``"clip"`` (default) measures one embedding per clip (the encoder's pool of
   its valid frames: mean over time of the chosen layer); ``n`` is then the number of
   clips embedded. ``"frame"`` measures every valid frame of the chosen clips, streamed
@@ -38,6 +38,7 @@ from audioscale.errors import EmbeddingError
 from audioscale.metrics.gram import GramAccumulator, check_matrix
 from audioscale.metrics.rankme import EPS, GRAM_BATCH_ROWS
 from audioscale.metrics.spectral import spectrum_metrics
+from audioscale.sampling import sample_indices
 
 DEFAULT_SAMPLES = 25_600
 LEVELS = ("clip", "frame")
@@ -47,12 +48,11 @@ MAX_REASONS = 5
 def subsample_indices(n: int, samples: int | None, seed: int = 0) -> np.ndarray:
     """Sorted indices of a deterministic, nested subsample of ``samples`` of ``n`` items
     (all of them when ``samples`` is None, 0 or at least ``n``)."""
-    if not samples or samples >= n:
+    if not samples:
         return np.arange(n)
     if samples < 0:
         raise EmbeddingError(f"samples must be positive, got {samples}")
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[:samples])
+    return sample_indices(n, samples, seed, "permutation")
 
 
 def subsample_rows(rows: list[dict], samples: int | None, seed: int = 0) -> list[dict]:

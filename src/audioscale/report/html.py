@@ -12,6 +12,7 @@ from pathlib import Path
 
 from markupsafe import Markup
 
+from audioscale.evaluate import records
 from audioscale.report.cells import esc, est, figure_html, fmt, loo_mae, note, table
 from audioscale.report.figures import FigureRecord, make_figures
 from audioscale.scaling.fits.common import col, is_trained
@@ -31,7 +32,6 @@ from audioscale.scaling.schema import (
     Verification,
     typed,
 )
-from audioscale.sweep import records
 from audioscale.utils import atomic_write_text
 
 SETTING_COLUMNS = [
@@ -463,7 +463,7 @@ def sec_axes(fits: Fits) -> str:
 
 
 def sec_runs(rows: list[dict]) -> str:
-    """The run table: the results fields marked ``report`` (``sweep.records``) that any
+    """The run table: the results fields marked ``report`` (``evaluate.records``) that any
     row holds."""
     cols = [c for c in records.report_columns() if any(r.get(c) is not None for r in rows)]
     body = [[fmt(r.get(c)) for c in cols] for r in rows]

@@ -124,7 +124,8 @@ def run_sweep(
     """Execute a sweep into study folder ``out``; returns ``Store.status()`` plus exports.
     ``extra_jobs`` (the study's verification run) join the spec's jobs for this sweep;
     ``threads_per_worker`` overrides the spec's ``study.threads_per_worker``."""
-    from audioscale.sweep.run import build_eval_context, corrupt_finals, run_job, stale_runs
+    from audioscale.evaluate.context import build_eval_context
+    from audioscale.sweep.run import run_job
 
     sweep = load_sweep(source)
     if extra_jobs:
@@ -148,11 +149,7 @@ def run_sweep(
         with Store(study_dir / "study.db") as store:
             store.add_runs(sweep.jobs)
             store.reset(("running", "failed") if retry_failed else ("running",))
-            # done runs measured on another pool / task set than this one's: evaluate again
-            done = {r["run_id"] for r in store.runs("done")}
-            done = [j.run_id for j in sweep.jobs if j.run_id in done]
-            store.mark_pending(stale_runs(done, study_dir / "runs", ctx))
-            store.mark_pending(corrupt_finals(done, study_dir / "runs"))
+            requeue_done(store, sweep, study_dir / "runs", ctx)
             store.set_meta(
                 name=sweep.name, workers=workers, executor=executor, eval_pool=ctx.pool_name,
                 eval_pool_n=len(ctx.pool_rows), tasks=ctx.task_dirs, spec_hash=sweep.spec_hash(),
@@ -169,6 +166,18 @@ def run_sweep(
     summary["study_dir"] = str(study_dir)
     summary["sweep_runs"] = len(sweep.jobs)
     return summary
+
+
+def requeue_done(store: Store, sweep: Sweep, runs_dir: Path, ctx: Any) -> None:
+    """Put done runs back to pending when they were measured on another pool or task set
+    than ``ctx`` (evaluated again) or their final checkpoint fails its digest (repaired)."""
+    from audioscale.evaluate.keys import stale_runs
+    from audioscale.sweep.run import corrupt_finals
+
+    done = {r["run_id"] for r in store.runs("done")}
+    done = [j.run_id for j in sweep.jobs if j.run_id in done]
+    store.mark_pending(stale_runs(done, runs_dir, ctx))
+    store.mark_pending(corrupt_finals(done, runs_dir))
 
 
 def kept_verify_runs(store: Store, sweep: Sweep) -> list[str]:

@@ -32,9 +32,8 @@ from typing import Any
 from audioscale import faults
 from audioscale.config import RunConfig
 from audioscale.errors import AudioscaleError, DataError, storage_error
-from audioscale.models.arch import arch_id
-from audioscale.sweep import records
-from audioscale.sweep.records import (
+from audioscale.evaluate import records
+from audioscale.evaluate.records import (
     TASK_PREFIX,
     ProbeRow,
     ResultRow,
@@ -44,6 +43,7 @@ from audioscale.sweep.records import (
     check_keys,
     config_columns,
 )
+from audioscale.models.arch import arch_id
 from audioscale.sweep.spec import TRAINED_KINDS
 from audioscale.utils import atomic_write_bytes, atomic_write_text, finite_or_none
 
@@ -250,7 +250,7 @@ class Store:
 
     def record(self, result: dict[str, Any], wall_s: float | None = None) -> None:
         """Store a run's result (the run folder's result.json) and mark it done, atomically.
-        Re-recording replaces the run's rows. A key that ``sweep.records`` does not declare
+        Re-recording replaces the run's rows. A key that ``evaluate.records`` does not declare
         (in ``info``, a spectral row or a probe row) is refused with a DataError."""
         rid = result["run_id"]
         info = result.get("info", {})
@@ -348,7 +348,7 @@ class Store:
             row: dict[str, Any] = dict.fromkeys(records.result_columns())
             row.update(_config_columns(run["config"], run["kind"]))
             # info as the run wrote it: rankme_gap is the run's equal-N gap
-            # (sweep.run.gap_metrics), never train − pool at unequal N
+            # (evaluate.slices.gap_metrics), never train − pool at unequal N
             row.update(info)
             row.update(run_id=rid, name=run["name"], kind=run["kind"])
             pool, level, layer, centred = self._primary(info)

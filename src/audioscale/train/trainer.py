@@ -11,18 +11,13 @@ Run folder (docs/ARCHITECTURE.md)::
 
 Choices, each deliberate:
 
-- Budget: ``cfg.train.budget()`` (config.Budget) turned into steps by ``Budget.steps``:
-  ``train.examples`` → ``ceil(examples / batch)`` steps; ``train.hours`` of audio seen →
-  ``ceil(hours * 3600 / clip_seconds / batch)``; ``train.flops`` →
-  ``ceil(flops / (train_flops_per_example * batch))`` (models.accounting); else
-  ``train.steps`` (config.DEFAULT_STEPS when no budget is set).
+- Plan: ``train.plan`` decides the budget in steps, the clip length, the lr and the
+  checkpoint steps from the config alone, and counts what a run has seen
+  (``plan.counters``) and what it is (``plan.model_card``).
 - Identity: a folder is resumed only by a config of the same ``RunConfig.identity()``
   (execution keys and ``eval`` may differ: config.EXECUTION_KEYS); ``model_card.json``
   records ``run_hash`` of the config as given (the sweep's run id) and, under
   ``execution``, the device, precision and compile setting the run actually used.
-- Clips: ``clip_frames`` = the frames of ``data.clip_seconds`` (``1 + samples // hop``) cut
-  to a multiple of the patch width, as accounting counts tokens; ``clip_seconds`` in the
-  logs is ``clip_frames * hop / sr`` (2.0 for 2 s).
 - Optimiser: AdamW (fused on CUDA, and on CPU from torch 2.4), betas and weight decay
   from the config; no decay on biases, norms and mask tokens (1-D parameters and
   ``mask_token``), as MAE. Peak lr from ``recipe.lr_for``, warm-up from
@@ -42,9 +37,7 @@ Choices, each deliberate:
   :func:`save_checkpoint`, :func:`save_train_state` / :func:`load_train_state` the files;
   ``_train`` composes them in one loop.
 - Logged ``loss`` is the mean training loss over the steps since the previous log line;
-  ``tokens`` counts all patches of the clips seen (masked and visible); ``flops`` is
-  examples × train_flops_per_example; ``hours_seen`` = examples × clip_seconds / 3600;
-  ``epochs`` = examples × clip_seconds / seconds of training audio (repetition).
+  the counters beside it are ``plan.counters``.
 - Checkpoints at ``round(f * steps)`` for each ``train.checkpoint_fractions`` ``f``
   (deduplicated, at least step 1, below the last step) and at the end. Each writes
   ``train_state.pt``; so does the first log line after every ``train.state_every_s`` seconds.
@@ -52,11 +45,8 @@ Choices, each deliberate:
   ``loss_window_steps`` steps since the previous log line, through this step (the window
   the log line at this step shows, when there is one; at the end it is ``final_loss``),
   and ``loss_batch`` = this step's batch loss (mean over ranks).
-- Held-out loss: the masked-patch loss on ``corpus.fixed_clips`` of the pool's heldout
-  split (at most ``HELDOUT_FILES`` files, chosen by a fixed permutation, up to
-  ``HELDOUT_CLIPS`` clips), with a CPU generator seeded ``EVAL_MASK_SEED`` per batch, fp32:
-  the same clips and masks for every run of a study on any device. Measured at every
-  checkpoint (sidecar) and at the end (done.json).
+- Held-out loss: ``train.heldout`` (its files, clips and the one loss loop, at the run's
+  own mask ratio here), measured at every checkpoint (sidecar) and at the end (done.json).
 - Data: the feature caches of the training subset and of the held-out files are built
   (or found) before training, decoding on ``max(1, data.num_workers)`` threads; batches
   come from ``corpus.ClipDataset`` through ``corpus.make_loader`` with
@@ -78,20 +68,16 @@ import numpy as np
 import torch
 
 from audioscale import faults
-from audioscale.audio.frames import frames_for_seconds
 from audioscale.config import RunConfig, TrainConfig, dump_yaml, load_config
 from audioscale.data.corpus import ClipDataset, fixed_clips, make_loader
 from audioscale.data.featcache import FeatureCache
 from audioscale.errors import ConfigError, DataError
 from audioscale.train import checkpoint as ckpt
-from audioscale.train import ddp, recipe, tblog
+from audioscale.train import ddp, tblog
+from audioscale.train.heldout import HELDOUT_CLIPS, heldout_loss, select_rows
+from audioscale.train.plan import TrainPlan, counters, model_card, plan
 from audioscale.train.schedule import Schedule
 from audioscale.utils import atomic_save_json, atomic_write_text, progress_bar, resolve_device
-
-HELDOUT_FILES = 256
-HELDOUT_CLIPS = 256
-EVAL_MASK_SEED = 1234
-EVAL_BATCH = 64
 
 
 @dataclass
@@ -114,88 +100,6 @@ class TrainResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class TrainPlan:
-    """Everything decided from the config alone, before touching data."""
-
-    cfg: RunConfig  # model resolved
-    clip_frames: int
-    clip_seconds: float
-    tokens_per_example: int
-    visible_per_example: int
-    flops_per_example: float
-    steps: int
-    budget: dict  # config.Budget.to_dict(): {kind, value} as given
-    lr: float
-    warmup: int
-    checkpoint_steps: list[int]
-    run_hash: str = ""  # RunConfig.run_hash of the config as given (before resolution)
-
-
-# ----------------------------------------------------------------------------- planning
-
-
-def budget_steps(cfg: RunConfig, clip_seconds: float, flops_per_example: float) -> tuple[int, dict]:
-    """Steps for the run's budget (``cfg.train.budget().steps``), and the budget as given."""
-    budget = cfg.train.budget()
-    return budget.steps(cfg.train.batch_size, clip_seconds, flops_per_example), budget.to_dict()
-
-
-def checkpoint_steps(fractions: list[float], steps: int) -> list[int]:
-    """``round(f * steps)`` per fraction, at least 1, below ``steps``, deduplicated."""
-    picked = {max(1, round(f * steps)) for f in fractions}
-    return sorted(s for s in picked if s < steps)
-
-
-def plan(cfg: RunConfig) -> TrainPlan:
-    """Resolve the model and the budget; raises ConfigError before any work."""
-    from audioscale.models import accounting
-    from audioscale.models.ladder import resolve
-    from audioscale.models.patch import geometry
-
-    run_hash = cfg.run_hash()
-    model_cfg = resolve(cfg.model)
-    cfg = cfg.model_copy(update={"model": model_cfg})
-    try:
-        torch.device(resolve_device(cfg.train.device))
-    except RuntimeError:
-        raise ConfigError(
-            "train.device", f"{cfg.train.device!r} is not auto, cpu, cuda or cuda:N"
-        ) from None
-    fe = cfg.frontend
-    g = geometry(model_cfg.patch, fe.n_mels)
-    frames = frames_for_seconds(cfg.data.clip_seconds, fe)
-    clip_frames = (frames // g.patch_w) * g.patch_w
-    if clip_frames == 0:
-        raise ConfigError(
-            "data.clip_seconds", f"{cfg.data.clip_seconds} s is shorter than one patch"
-        )
-    max_frames = frames_for_seconds(model_cfg.max_seconds, fe)
-    if clip_frames > max_frames:
-        raise ConfigError(
-            "data.clip_seconds",
-            f"{cfg.data.clip_seconds} s is longer than model.max_seconds={model_cfg.max_seconds}",
-        )
-    clip_seconds = clip_frames * fe.hop_length / fe.sample_rate
-    n_tok, n_vis = accounting.tokens_per_example(model_cfg, fe, cfg.data.clip_seconds)
-    fpe = accounting.train_flops_per_example(model_cfg, fe, cfg.data.clip_seconds)
-    steps, budget = budget_steps(cfg, clip_seconds, fpe)
-    return TrainPlan(
-        cfg=cfg,
-        clip_frames=clip_frames,
-        clip_seconds=clip_seconds,
-        tokens_per_example=n_tok,
-        visible_per_example=n_vis,
-        flops_per_example=fpe,
-        steps=steps,
-        budget=budget,
-        lr=recipe.lr_for(model_cfg, cfg.train),
-        warmup=recipe.warmup_steps(cfg.train, steps),
-        checkpoint_steps=checkpoint_steps(cfg.train.checkpoint_fractions, steps),
-        run_hash=run_hash,
-    )
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -378,41 +282,6 @@ class LossWindow:
         }
 
 
-@torch.no_grad()
-def heldout_loss(
-    model: torch.nn.Module, clips: torch.Tensor | None, device: torch.device
-) -> float | None:
-    """Mean masked-patch loss on fixed clips with fixed masks (fp32); None without clips."""
-    if clips is None or len(clips) == 0:
-        return None
-    model = ckpt.unwrap(model)
-    was_training = model.training
-    model.eval()
-    total, n = 0.0, 0
-    for i in range(0, len(clips), EVAL_BATCH):
-        g = torch.Generator().manual_seed(EVAL_MASK_SEED + i)
-        x = clips[i : i + EVAL_BATCH].to(device)
-        total += float(model(x, generator=g).loss) * len(x)
-        n += len(x)
-    model.train(was_training)
-    return total / n
-
-
-def select_rows(cfg: RunConfig) -> tuple[list[dict], list[dict]]:
-    """(training rows: the nested subset of ``data.hours``, held-out rows: at most
-    ``HELDOUT_FILES`` of the pool's heldout split, by a fixed permutation)."""
-    from audioscale.data.manifest import load_pool
-    from audioscale.data.subsets import heldout_rows, nested_subset
-
-    rows = load_pool(cfg.data.pool)
-    train = nested_subset(rows, cfg.data.hours, cfg.data.subset_seed)
-    held = sorted(heldout_rows(rows), key=lambda r: str(r["path"]))
-    if len(held) > HELDOUT_FILES:
-        pick = np.sort(np.random.default_rng(0).permutation(len(held))[:HELDOUT_FILES])
-        held = [held[i] for i in pick]
-    return train, held
-
-
 def _build_caches(cfg: RunConfig, rows: tuple, info: ddp.DistInfo, progress: bool):
     train, held = rows
     caches = []
@@ -511,17 +380,6 @@ def save_checkpoint(
     heldout_loss, examples, ...}`` (``meta`` plus the held-out loss measured now)."""
     meta = {**meta, "heldout_loss": heldout_loss(model, held, device)}
     ckpt.save_checkpoint(model, out, name, meta)
-
-
-def _counters(p: TrainPlan, data_seconds: float, step: int) -> dict:
-    ex = step * p.cfg.train.batch_size
-    return {
-        "examples": ex,
-        "tokens": ex * p.tokens_per_example,
-        "flops": ex * p.flops_per_example,
-        "hours_seen": ex * p.clip_seconds / 3600.0,
-        "epochs": ex * p.clip_seconds / data_seconds,
-    }
 
 
 def _seeded_model(cfg: RunConfig, device: torch.device) -> tuple[torch.nn.Module, dict]:
@@ -651,7 +509,7 @@ def _train(
     model, params = _seeded_model(cfg, device)
     opt = build_optimizer(model, t, p.lr, device)
     if info.is_main:
-        card = _model_card(cfg, p, params, train_cache, train_rows, _execution(device, t, info))
+        card = model_card(cfg, p, params, train_cache, train_rows, _execution(device, t, info))
         atomic_save_json(out / "model_card.json", card)
     start, wall_before, window = 0, 0.0, LossWindow(info, device)
     if resume:
@@ -663,7 +521,7 @@ def _train(
     ds = ClipDataset(train_cache, p.clip_frames, t.seed, t.batch_size, info.rank, info.world_size)
     loader = make_loader(ds, start, p.steps, cfg.data.num_workers, pin_memory=device.type == "cuda")
     sched = Schedule(p.lr, p.warmup, p.steps, t.min_lr_frac)
-    counters = partial(_counters, p, train_cache.total_seconds)
+    seen = partial(counters, p, train_cache.total_seconds)
     wall = lambda: wall_before + time.perf_counter() - t0  # noqa: E731
     model.train()
     t_state = time.perf_counter()
@@ -676,12 +534,12 @@ def _train(
             done = step + 1
             log.advance()
             if done % t.log_every == 0 or done == p.steps:
-                log.line(done, window.close(), lr, counters(done), wall())
+                log.line(done, window.close(), lr, seen(done), wall())
             state_due = window.n == 0 and done < p.steps and _due(t_state, t.state_every_s)
             if done in p.checkpoint_steps:  # every rank: the window fold is a collective
                 meta = {"step": done, "fraction": done / p.steps, **window.summary()}
                 if info.is_main:
-                    meta.update(counters(done))
+                    meta.update(seen(done))
                     save_checkpoint(model, out, ckpt.checkpoint_name(done), meta, held, device)
             if info.is_main and (done in p.checkpoint_steps or state_due):
                 save_train_state(out, done, wall(), model, opt, window)
@@ -695,7 +553,7 @@ def _finish(p, out, model, opt, window, held, device, info, wall_s, params, cach
     result = TrainResult(
         run_dir=str(out),
         steps=p.steps,
-        **_counters(p, cache.total_seconds, p.steps),
+        **counters(p, cache.total_seconds, p.steps),
         data_hours=cache.total_seconds / 3600.0,
         final_loss=window.last,
         heldout_loss=None,
@@ -707,7 +565,7 @@ def _finish(p, out, model, opt, window, held, device, info, wall_s, params, cach
     )
     if info.is_main:
         result.heldout_loss = heldout_loss(model, held, device)
-        meta.update(heldout_loss=result.heldout_loss, **_counters(p, cache.total_seconds, p.steps))
+        meta.update(heldout_loss=result.heldout_loss, **counters(p, cache.total_seconds, p.steps))
         ckpt.save_checkpoint(model, out, "final", meta)
         save_train_state(out, p.steps, wall_s, model, opt, window)
         done_json = result.to_dict()
@@ -719,46 +577,3 @@ def _finish(p, out, model, opt, window, held, device, info, wall_s, params, cach
         atomic_save_json(out / "done.json", done_json)
     ddp.barrier(info)
     return result
-
-
-def _model_card(
-    cfg: RunConfig,
-    p: TrainPlan,
-    params: dict,
-    cache: FeatureCache,
-    rows: list[dict],
-    execution: dict,
-) -> dict:
-    from audioscale.data.subsets import subset_hours
-
-    return {
-        "name": cfg.name,
-        "run_hash": p.run_hash or cfg.run_hash(),
-        "family": cfg.model.family,
-        "params": params,
-        "flops_per_example": p.flops_per_example,
-        "train_flops": p.flops_per_example * p.steps * cfg.train.batch_size,
-        "tokens_per_example": p.tokens_per_example,
-        "visible_tokens_per_example": p.visible_per_example,
-        "clip_frames": p.clip_frames,
-        "clip_seconds": p.clip_seconds,
-        "model": cfg.model.model_dump(mode="json"),
-        "frontend": cfg.frontend.model_dump(mode="json"),
-        "lr": p.lr,
-        "lr_rule": recipe.describe(cfg.model, cfg.train, p.steps),
-        "warmup_steps": p.warmup,
-        "steps": p.steps,
-        "batch_size": cfg.train.batch_size,
-        "budget": p.budget,
-        "checkpoint_steps": p.checkpoint_steps,
-        "data": {
-            "pool": cfg.data.pool,
-            "hours_requested": cfg.data.hours,
-            "subset_hours": subset_hours(rows),
-            "data_hours": cache.total_seconds / 3600.0,
-            "files": cache.n_items,
-            "skipped_files": [{"path": s["path"], "reason": s["reason"]} for s in cache.skipped],
-            "cache_key": cache.key,
-        },
-        "execution": execution,
-    }

@@ -1,10 +1,10 @@
 """What a run's result is: one typed record per stage output, each field declared once.
 
-A run's ``result.json`` (``sweep.run``) holds ``info`` (one flat dict), ``spectral``
-rows, ``probes`` rows and ``train_metrics`` rows; the store (``sweep.store``) records
-them and derives the results table, which ``results.csv`` / ``results.parquet`` export,
-the fits read by name and the report shows. Every one of those key sets is a record
-here:
+A run's ``result.json`` (written by ``sweep.run`` from what ``evaluate`` measures) holds
+``info`` (one flat dict), ``spectral`` rows, ``probes`` rows and ``train_metrics`` rows;
+the store (``sweep.store``) records them and derives the results table, which
+``results.csv`` / ``results.parquet`` export, the fits read by name and the report
+shows. Every one of those key sets is a record here:
 
 - ``TrainingInfo``    a trained run's model card and done.json (random-init baselines
                       fill the architecture and zero-budget part)
@@ -89,7 +89,7 @@ def check_keys(record: type[Record], keys: Any, what: str) -> None:
     if unknown:
         raise KeyError(
             f"{what}: {', '.join(unknown)} not declared in {record.__name__} "
-            "(audioscale.sweep.records)"
+            "(audioscale.evaluate.records)"
         )
 
 
@@ -98,7 +98,7 @@ def check_keys(record: type[Record], keys: Any, what: str) -> None:
 
 @dataclass
 class TrainingInfo(Record):
-    """A trained run's info from its model card and done.json (``sweep.run.trained_info``)."""
+    """A trained run's info from its model card and done.json (``evaluate.info.trained_info``)."""
 
     family: str | None = column("model family (vit, conformer; logmel-stats for the "
                                 "hand-crafted baseline)", config="model.family",
@@ -146,7 +146,8 @@ class TrainingInfo(Record):
 
 @dataclass
 class ReferenceLoss(Record):
-    """Held-out loss at the reference mask and clip (``sweep.run.reference_heldout_loss``)."""
+    """Held-out loss at the reference mask and clip
+    (``evaluate.heldout.reference_heldout_loss``)."""
 
     heldout_loss: float | None = column("held-out masked-patch loss at the reference mask "
                                         "ratio and clip length (the column fits use)",
@@ -159,7 +160,7 @@ class ReferenceLoss(Record):
 
 @dataclass
 class SliceInfo(Record):
-    """RankMe of the final checkpoint on the two data slices (``sweep.run.slices``)."""
+    """RankMe of the final checkpoint on the two data slices (``evaluate.slices``)."""
 
     rankme_train: float | None = column("RankMe on crops of the run's own training audio")
     rankme_train_N: int | None = column("N of rankme_train (and of rankme_heldout)")
@@ -169,7 +170,7 @@ class SliceInfo(Record):
 
 @dataclass
 class GapInfo(Record):
-    """The equal-N repetition signal (``sweep.run.gap_metrics``)."""
+    """The equal-N repetition signal (``evaluate.slices.gap_metrics``)."""
 
     rankme_gap: float | None = column("train-slice minus eval-pool RankMe at equal N",
                                       report=14)  # fmt: skip
@@ -199,7 +200,7 @@ class SuiteSummary(Record):
 
 @dataclass
 class EvalContextInfo(Record):
-    """The RankMe options of the study (``sweep.run.context_info``)."""
+    """The RankMe options of the study (``evaluate.context.context_info``)."""
 
     rankme_pool: str | None = column("eval pool name (with a hash of its file list)")
     rankme_level: str | None = column("clip or frame embeddings")
@@ -241,8 +242,8 @@ class SpectralMetrics(Record):
 
 @dataclass
 class SpectralRow(SpectralMetrics):
-    """One measurement: a checkpoint on a pool (``sweep.run.spectral_row`` / ``streamed_row``
-    plus the checkpoint's fields)."""
+    """One measurement: a checkpoint on a pool (``evaluate.spectral.spectral_row`` /
+    ``streamed_row`` plus the checkpoint's fields)."""
 
     checkpoint: str | None = column("checkpoint name (final, step_…)")
     step: int | None = column("training step of the checkpoint")
@@ -261,7 +262,7 @@ class SpectralRow(SpectralMetrics):
 
 @dataclass
 class ProbeRow(Record):
-    """One probe score (``sweep.run.probe_rows``)."""
+    """One probe score (``evaluate.probes.probe_rows``)."""
 
     task: str | None = column("task name")
     protocol: str | None = column("linear or knn")
