@@ -316,7 +316,7 @@ def test_columns_the_fits_and_report_read_by_name_are_record_fields():
 
     pkg = Path(find_spec("audioscale").origin).parent
     used = set()
-    for path in [*(pkg / "scaling").glob("*.py"), *(pkg / "report").glob("*.py")]:
+    for path in [*(pkg / "scaling").rglob("*.py"), *(pkg / "report").rglob("*.py")]:
         used |= set(re.findall(r'\bcol\(\s*[\w\[\]]+\s*,\s*"([\w.]+)"', path.read_text()))
     assert {"rankme", "suite", "heldout_loss", "rankme_gap"} <= used
     assert used <= set(records.ResultRow.names())
