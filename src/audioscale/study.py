@@ -82,9 +82,9 @@ def run_study(
 def alone(sweep: Sweep, executor: str | None, workers: int | None) -> dict[str, Any]:
     """Workers and threads for a job that trains alone (the verification run): with the
     local executor, one worker with every thread of the sweep's workers (at most the
-    machine's cores; in the demo a 2-thread nano ran 13.6 steps/s, where one thread gives
-    about 8 on that machine); a Ray cluster keeps the sweep's settings (a task asking for
-    more CPUs than one node has would never be placed)."""
+    machine's cores; steps/s by preset and thread count: bench/RESULTS.md);
+    a Ray cluster keeps the sweep's settings (a task asking for more CPUs than one node
+    has would never be placed)."""
     s = sweep.settings
     if (executor or s.executor) != "local":
         return {"workers": workers}

@@ -26,10 +26,10 @@ Choices, each deliberate:
   absolute error is a small multiple of eps_mach * lambda_max, so eigenvalues that are
   truly zero come back as ±(1e-16 .. 1e-15) * lambda_max, i.e. singular values of
   ~1e-8 * sigma_max instead of ~1e-16 * sigma_max from an SVD. Left in, they shift
-  RankMe by ~6e-6 relative on a rank-3 matrix with K = 384 (measured; the shift grows
-  with the number of null directions), beyond the 1e-6 contract. We therefore
-  clip negative eigenvalues to 0 and treat eigenvalues below
-  ``tol = K * eps_mach * lambda_max`` as 0 (the rank tolerance of
+  RankMe beyond the 1e-6 contract on a rank-deficient matrix (bench/bench_rankme.py; the
+  shift grows with the number of null directions). We therefore clip negative
+  eigenvalues to 0 and treat eigenvalues below ``tol = K * eps_mach * lambda_max`` as 0
+  (the rank tolerance of
   ``numpy.linalg.matrix_rank`` applied to the K x K Gram). Consequence: the Gram route
   resolves singular values down to sqrt(K * eps_mach) * sigma_max (4e-7 * sigma_max
   for K = 768); smaller ones count as zero. Embeddings that come out of a float32

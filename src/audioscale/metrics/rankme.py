@@ -32,7 +32,7 @@ Choices, each deliberate and tested:
     a wide matrix (N < K) costs N²·K. ``auto`` takes the Gram route from
     N >= GRAM_MIN_ROWS_PER_K · K rows (and at least GRAM_MIN_ROWS), the crossover
     measured by bench/bench_rankme_route.py (bench/RESULTS.md), and the SVD below it.
-    At 25,600 x 768 (float32) it takes 1.2 s against 3.8 s for the SVD (2 busy cores).
+    Timings of both routes at 25,600 x 768: bench/RESULTS.md ("RankMe").
   * Accuracy (``gram_rankme_error_bound``): the Gram squares the condition number, so
     singular values below sqrt(K·eps_mach)·sigma_max (4e-7 · sigma_max at K = 768) are
     not resolved (gram.py). Each p_k of such a value is eps + O(4e-7 / (sum sigma /
@@ -76,9 +76,9 @@ from audioscale.metrics.gram import (
 EPS = 1e-7
 ROUTES = ("auto", "svd", "gram")
 GRAM_BATCH_ROWS = 8192
-# Crossover of the two routes' cost, measured by bench/bench_rankme_route.py on the
-# 2-core build machine (bench/RESULTS.md): the Gram route is faster from about N = K
-# (N = 0.75 K .. 1.5 K for K = 64 .. 1024; below K = 64 both take well under 1 ms).
+# Crossover of the two routes' cost, measured by bench/bench_rankme_route.py (the
+# numbers and their machine: bench/RESULTS.md, "Route crossover"): the Gram route is
+# faster from about N = K.
 GRAM_MIN_ROWS_PER_K = 1.0
 GRAM_MIN_ROWS = 64
 GRAM_CERTIFY_RTOL = 1e-7

@@ -12,8 +12,8 @@ tasks; sigmoid + binary cross-entropy for multi-label tasks (scores = logits, ra
 mAP). Seeded and deterministic on CPU.
 
 Probes run with one torch thread (``one_thread``; restored afterwards): the matrices are
-tiny, and intra-op threads only add synchronisation, which on a busy 2-core machine
-measured ~15x slower (69 s vs 4 s for the six demo tasks).
+tiny, and intra-op threads only add synchronisation, which on a busy machine makes the
+six demo tasks' probes many times slower (probe timings: bench/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Choices:
 - Workers are spawned (not forked) once and reused: importing torch and the stages
-  costs seconds per process (2-10 s on a loaded 2-core machine), too much to pay
-  per run. A worker that dies (segfault, OOM kill) fails its run with the exit signal as
-  the reason and is replaced by a fresh one; the sweep goes on.
+  costs seconds per process (more on a loaded machine), too much to pay per run. A
+  worker that dies (segfault, OOM kill) fails its run with the exit signal as the
+  reason and is replaced by a fresh one; the sweep goes on.
 - Workers are created from the parent's main thread and ask Linux to SIGKILL them when
   the parent dies (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the sweep leaves no orphan
   writing into a run folder that the restarted sweep is about to resume.

@@ -184,9 +184,9 @@ def build_optimizer(
     model: torch.nn.Module, t: TrainConfig, lr: float, device: torch.device
 ) -> torch.optim.AdamW:
     """AdamW with ``t``'s betas, fused where :func:`fused_adamw` allows (one kernel for all
-    parameters, the same update rule; on CPU about as fast as the per-tensor loop alone
-    and ~15 % faster with two training processes on two cores); weight decay on matrices
-    only (no decay on biases, norms and mask tokens)."""
+    parameters, the same update rule; CPU timings against the per-tensor loop:
+    bench/RESULTS.md); weight decay on matrices only (no decay on biases, norms and mask
+    tokens)."""
     return torch.optim.AdamW(
         _param_groups(model, t.weight_decay),
         lr=lr,
