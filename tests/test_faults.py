@@ -484,3 +484,20 @@ def test_a_corrupt_feature_cache_is_named_once(clean, tmp_path, capsys):
     FeatureCache.build(rows, FrontendConfig(), tmp_path, progress=False)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "building the feature cache again" in err, err
+
+
+def test_an_os_error_without_a_number_is_one_line(monkeypatch, capsys):
+    """A library's OSError with no errno (storage_error leaves it alone) still ends the
+    command in one line, never a traceback."""
+    import audioscale.cli as cli
+
+    def fails(**_):
+        raise OSError("cannot map\nthe file")
+
+    monkeypatch.setattr(cli, "app", fails)
+    assert cli.main(["status", "x"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == "audioscale: error: ?: cannot map the file; fix the cause and rerun the same "
+        "command: finished runs are kept\n"
+    )

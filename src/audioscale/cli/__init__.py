@@ -92,10 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 1
     except Exception as e:  # an OS fault (disk full, permissions, ...) is one line too
-        from audioscale.errors import storage_error
+        from audioscale.errors import RERUN, StorageError, storage_error
 
         study = session.log_path and str(session.log_path.parent)
         fault = storage_error(e, study)  # an error that names no file: the study's
+        if fault is None and isinstance(e, OSError):  # a library's OSError with no errno
+            text = " ".join(str(e).split()) or type(e).__name__
+            fault = StorageError(e.filename or study or "?", text, f"fix the cause and {RERUN}")
         if fault is None:
             raise
         return _fail(fault, e)
