@@ -40,13 +40,40 @@ def test_absent_sections_are_none_and_stay_absent():
     assert Estimate.from_dict({"value": None, "ci": None}).to_dict() == {"value": None, "ci": None}
 
 
-def _loop_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+def _loop_line(xs: list[float], ys: list[float], add=sum) -> tuple[float, float]:
+    """``train.tune``'s fit as it was written before ``numerics`` existed."""
     n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    mx, my = add(xs) / n, add(ys) / n
+    sxx = add((x - mx) ** 2 for x in xs)
+    sxy = add((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
     slope = sxy / sxx
     return my - slope * mx, slope
+
+
+def _sum_312(values) -> float:
+    """The builtin ``sum`` of floats from Python 3.12 on: Neumaier-compensated."""
+    total = comp = 0.0
+    for v in values:
+        t = total + v
+        comp += (total - t) + v if abs(total) >= abs(v) else (v - t) + total
+        total = t
+    return total + comp if comp else total
+
+
+def test_tune_line_is_its_loop_on_every_python(monkeypatch):
+    """Regression: ``sequential=True`` summed with ``np.cumsum`` (left to right), which is
+    the builtin ``sum`` only up to Python 3.11; from 3.12 ``sum`` compensates, and
+    ``train.tune``'s lr-vs-width fit was no longer the loop it replaced (requires-python
+    is >= 3.11). The line follows whatever ``sum`` the interpreter has."""
+    import audioscale.numerics as numerics
+
+    monkeypatch.setattr(numerics, "sum", _sum_312, raising=False)
+    for n in (3, 5, 8, 13, 40):
+        for seed in range(20):
+            rng = np.random.default_rng(seed)
+            lx, ly = rng.normal(size=n), rng.normal(size=n)
+            got = loglog_line(lx, ly, sequential=True)
+            assert tuple(map(float, got)) == _loop_line(list(lx), list(ly), _sum_312)
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 8, 13, 40])

@@ -5,7 +5,7 @@ and the study command (sweep → fit → report).
 - ``store.Store(study_dir / "study.db")``: ``results()``, ``checkpoint_metrics()``,
   ``status()``, ``export(dir)``
 - ``run.execute_run(cfg, run_dir, eval_ctx)``, ``run.run_job(job, run_dir, eval_ctx)``
-- ``study.run_sweep(spec, out, ...)`` (``audioscale.study.run_study`` composes a sweep
+- ``runner.run_sweep(spec, out, ...)`` (``audioscale.study.run_study`` composes a sweep
   with its fits and its report)
 """
 
