@@ -197,7 +197,7 @@ def verify(path: str | Path, expected: dict | None, what: str, advice: str = "")
     if digest(path)["sha256"] != sha:
         raise CorruptArtefactError(path, f"{what} fails its sha256 check (corrupt)", advice)
     if time.time_ns() - st.st_mtime_ns > 2_000_000_000:
-        _VERIFIED.add(key)  # "racy" files (changed in the last 2 s: coarse clocks) never
+        _VERIFIED.add(key)  # a file changed in the last 2 s (coarse clocks) is hashed again
 
 
 _VERIFIED: set[tuple] = set()  # (file, its stat, sha256) this process found intact
