@@ -12,11 +12,18 @@ import torch
 
 def tiny_run(root: Path) -> Path:
     """Pretrain the run under ``root/run`` (about 3 s on one thread) and return its folder."""
-    from audioscale.config import load_config
     from audioscale.data.corpus import synthetic_pool
-    from audioscale.train import trainer
 
     pool = synthetic_pool(root / "pool", n_train=8, n_heldout=2, seed=0)
+    return pretrain_tiny(pool, root, "model.max_seconds=1.0")
+
+
+def pretrain_tiny(pool: Path, root: Path, *overrides: str) -> Path:
+    """Atto for 3 steps of batch 4 on ``pool`` (one thread, the caller's thread count
+    restored), into ``root/run``; ``overrides`` are extra ``--set`` style keys."""
+    from audioscale.config import load_config
+    from audioscale.train import trainer
+
     cfg = load_config(
         None,
         [
@@ -24,11 +31,11 @@ def tiny_run(root: Path) -> Path:
             f"data.cache_dir={root / 'cache'}",
             "data.clip_seconds=1.0",
             "model.preset=atto",
-            "model.max_seconds=1.0",
             "train.batch_size=4",
             "train.threads=1",
             "train.steps=3",
             "train.log_every=1",
+            *overrides,
         ],
     )
     threads = torch.get_num_threads()

@@ -266,23 +266,13 @@ def test_import_pool_with_nothing_usable_exits_non_zero(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def run(pool, tmp_path_factory):
     """The tiny run (atto, 3 steps) pretrained on the imported pool."""
-    import torch
+    from export_helpers import pretrain_tiny
 
-    from audioscale.config import load_config
     from audioscale.data.import_pool import import_pool
-    from audioscale.train import trainer
 
     root = tmp_path_factory.mktemp("run")
     import_pool([pool / "my-audio"], root / "pool", heldout_fraction=0.3)
-    cfg = load_config(None, [f"data.pool={root / 'pool'}", f"data.cache_dir={root / 'cache'}",
-                             "data.clip_seconds=1.0", "model.preset=atto", "train.batch_size=4",
-                             "train.threads=1", "train.steps=3", "train.log_every=1"])  # fmt: skip
-    threads = torch.get_num_threads()
-    try:
-        trainer.pretrain(cfg, root / "run", progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    return root / "run"
+    return pretrain_tiny(root / "pool", root)
 
 
 def probe(run: Path, tasks: list[Path], suite: Path | None = None) -> dict:
