@@ -59,8 +59,9 @@ import json
 import random
 import shutil
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -76,7 +77,6 @@ from audioscale.train import checkpoint as ckpt
 from audioscale.train import ddp, tblog
 from audioscale.train.heldout import HELDOUT_CLIPS, heldout_loss, select_rows
 from audioscale.train.plan import TrainPlan, counters, model_card, plan
-from audioscale.train.schedule import Schedule
 from audioscale.utils import atomic_save_json, atomic_write_text, progress_bar, resolve_device
 
 
@@ -461,9 +461,7 @@ def pretrain(
 
     ``resume=True``: a finished folder returns its result at once; an interrupted one
     continues from ``train_state.pt``. ``resume=False`` starts over."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError("out", f"{out} is a file, not a run folder")
+    out = _run_folder(out_dir)
     p = plan(cfg)
     cfg = p.cfg
     if resume:
@@ -471,6 +469,40 @@ def pretrain(
         if (out / "done.json").is_file() and ckpt.final_intact(out):
             return _finished(out)
     rows = select_rows(cfg)  # a missing or bad pool fails here, before anything is written
+    with _session(cfg) as (device, info):
+        return _train(cfg, p, rows, out, device, info, progress, resume)
+
+
+def extend_trunk(
+    cfg: RunConfig, out_dir: str | Path, upto: int, keep: set[int], checkpoints: set[int],
+    progress: bool = True,
+) -> None:  # fmt: skip
+    """Train the constant-lr trunk of WSD run ``cfg`` in ``out_dir`` up to step ``upto``
+    (``train.trunk``): resumed from its ``train_state.pt``, weights checkpoints at
+    ``checkpoints``, and a copy of the training state at each step of ``keep`` (and at
+    ``upto``) under ``states/``, where the branches start from. No final checkpoint."""
+    out = _run_folder(out_dir)
+    p = plan(cfg)
+    unbudgeted = {"steps": upto, "examples": None, "hours": None, "flops": None}
+    trunk_cfg = p.cfg.model_copy(update={"train": p.cfg.train.model_copy(update=unbudgeted)})
+    cps = sorted(c for c in checkpoints if c <= upto)
+    budget = {"kind": "steps", "value": upto}
+    p = replace(p, cfg=trunk_cfg, steps=upto, cooldown=0, checkpoint_steps=cps, budget=budget)
+    rows = select_rows(p.cfg)
+    with _session(p.cfg) as (device, info):
+        _train(p.cfg, p, rows, out, device, info, progress, True, keep={*keep, upto})
+
+
+def _run_folder(out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("out", f"{out} is a file, not a run folder")
+    return out
+
+
+@contextmanager
+def _session(cfg: RunConfig) -> Iterator[tuple[torch.device, ddp.DistInfo]]:
+    """The device, the process group (torchrun) and the thread count of one training."""
     device = torch.device(resolve_device(cfg.train.device))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device", f"{cfg.train.device!r} but CUDA is not available here")
@@ -482,7 +514,7 @@ def pretrain(
             torch.cuda.set_device(device)
         if cfg.train.threads and device.type == "cpu":
             torch.set_num_threads(cfg.train.threads)
-        return _train(cfg, p, rows, out, device, info, progress, resume)
+        yield device, info
     finally:
         torch.set_num_threads(old_threads)
         ddp.teardown(info)
@@ -497,7 +529,10 @@ def _train(
     info: ddp.DistInfo,
     progress: bool,
     resume: bool,
-) -> TrainResult:
+    keep: set[int] | None = None,
+) -> TrainResult | None:
+    """The training loop. ``keep`` (a trunk, ``extend_trunk``): the steps whose training
+    state is kept under ``states/``; a trunk ends without a final checkpoint (None)."""
     t0, t = time.perf_counter(), cfg.train
     if info.is_main:
         _start_folder(out, cfg, resume)
@@ -520,7 +555,7 @@ def _train(
     net = torch.compile(net) if t.compile else net
     ds = ClipDataset(train_cache, p.clip_frames, t.seed, t.batch_size, info.rank, info.world_size)
     loader = make_loader(ds, start, p.steps, cfg.data.num_workers, pin_memory=device.type == "cuda")
-    sched = Schedule(p.lr, p.warmup, p.steps, t.min_lr_frac)
+    sched, keep = p.schedule, keep or set()
     seen = partial(counters, p, train_cache.total_seconds)
     wall = lambda: wall_before + time.perf_counter() - t0  # noqa: E731
     model.train()
@@ -541,9 +576,13 @@ def _train(
                 if info.is_main:
                     meta.update(seen(done))
                     save_checkpoint(model, out, ckpt.checkpoint_name(done), meta, held, device)
-            if info.is_main and (done in p.checkpoint_steps or state_due):
+            if info.is_main and (done in p.checkpoint_steps or done in keep or state_due):
                 save_train_state(out, done, wall(), model, opt, window)
+                if done in keep:
+                    ckpt.keep_state(out, done)
                 t_state = time.perf_counter()
+    if keep:
+        return None
     return _finish(p, out, model, opt, window, held, device, info, wall(), params, train_cache)
 
 

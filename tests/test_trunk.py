@@ -1,0 +1,176 @@
+"""WSD schedule, trunk identity, and trunk-and-branch training against runs from scratch
+(tiny synthetic pool, atto preset, CPU, one thread)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from audioscale.config import RunConfig, load_config
+from audioscale.data.corpus import synthetic_pool
+from audioscale.errors import ConfigError
+from audioscale.train import checkpoint as ckpt
+from audioscale.train import plan as planning
+from audioscale.train import trunk, trainer
+from audioscale.train.schedule import Schedule, cooldown_steps
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory) -> Path:
+    return synthetic_pool(tmp_path_factory.mktemp("pool"), n_train=10, n_heldout=3, seed=0)
+
+
+def _cfg(pool: Path, cache: Path, *extra: str) -> RunConfig:
+    base = [
+        f"data.pool={pool}",
+        f"data.cache_dir={cache}",
+        "data.clip_seconds=1.0",
+        "model.preset=atto",
+        "train.batch_size=8",
+        "train.threads=1",
+        "train.log_every=2",
+        "train.schedule=wsd",
+        "train.warmup_steps=2",
+        "train.cooldown_fraction=0.25",
+        "train.checkpoint_fractions=[0.25, 0.5]",
+    ]
+    return load_config(None, base + list(extra))
+
+
+def _weights(run: Path, which: int | str = "final") -> dict[str, torch.Tensor]:
+    return ckpt.load_mae(run, which)[0].state_dict()
+
+
+def _same_bits(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ----------------------------------------------------------------------------- schedule
+
+
+def test_wsd_schedule_follows_its_definition():
+    s = Schedule(peak=1.0, warmup=4, total=100, min_lr_frac=0.1, cooldown=20, shape="1-sqrt")
+    assert s.decay_start == 80
+    assert [s.lr_at(k) for k in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert all(s.lr_at(k) == 1.0 for k in range(4, 80))
+    for k in range(80, 100):
+        q = (k - 79) / 20
+        assert s.lr_at(k) == pytest.approx(0.1 + 0.9 * (1 - math.sqrt(q)), abs=1e-15)
+    assert s.lr_at(99) == pytest.approx(0.1, abs=1e-15)  # the last update uses lo
+    lin = Schedule(1.0, 0, 10, 0.0, cooldown=4, shape="linear")
+    assert [lin.lr_at(k) for k in range(6, 10)] == pytest.approx([0.75, 0.5, 0.25, 0.0])
+    trunk_ = Schedule(1.0, 2, 50, 0.0, cooldown=0)  # never decays
+    assert all(trunk_.lr_at(k) == 1.0 for k in range(2, 50))
+    with pytest.raises(ValueError, match="shape"):
+        Schedule(1.0, 0, 10, cooldown=2, shape="cosine")
+    assert [cooldown_steps(t, 0.2) for t in (1, 3, 10, 1000)] == [1, 1, 2, 200]
+
+
+def test_wsd_lr_before_the_decay_does_not_depend_on_the_budget(pool, tmp_path):
+    short = planning.plan(_cfg(pool, tmp_path, "train.steps=40"))
+    long = planning.plan(_cfg(pool, tmp_path, "train.steps=400"))
+    assert short.warmup == long.warmup and short.lr == long.lr
+    assert [short.schedule.lr_at(k) for k in range(30)] == [long.schedule.lr_at(k) for k in range(30)]
+    assert (short.decay_start, long.decay_start) == (30, 300)
+    default = planning.plan(_cfg(pool, tmp_path, "train.steps=400", "train.warmup_steps=null"))
+    assert default.warmup == 40  # 2 / (1 - beta2) at beta2 = 0.95, whatever the budget
+    with pytest.raises(ConfigError, match="cooldown_fraction"):
+        planning.plan(_cfg(pool, tmp_path, "train.steps=45", "train.warmup_steps=null"))
+
+
+def test_identity_cosine_ids_unchanged_and_trunk_identity():
+    plain = RunConfig()
+    assert plain.run_hash() == RunConfig(train={"schedule": "cosine"}).run_hash()
+    assert plain.run_hash() == RunConfig(train={"cooldown_fraction": 0.1}).run_hash()
+    a = RunConfig(train={"schedule": "wsd", "steps": 1000, "cooldown_fraction": 0.1})
+    b = RunConfig(train={"schedule": "wsd", "examples": 64000, "cooldown_fraction": 0.2,
+                         "checkpoint_fractions": [0.5]})  # fmt: skip
+    assert a.run_hash() != b.run_hash() and a.trunk_hash() == b.trunk_hash()
+    assert a.run_hash() != plain.run_hash()
+    for other in ({"seed": 1}, {"base_lr": 2e-3}, {"warmup_steps": 3}):
+        c = RunConfig(train={"schedule": "wsd", "steps": 1000, **other})
+        assert c.trunk_hash() != a.trunk_hash()
+    with pytest.raises(ConfigError, match="wsd"):
+        plain.trunk_identity()
+
+
+# ----------------------------------------------------------------------------- branches
+
+
+def test_branches_equal_runs_from_scratch_bit_for_bit(pool, tmp_path):
+    cache = tmp_path / "cache"
+    budgets = (8, 16)
+    cfgs = [_cfg(pool, cache, f"train.steps={t}") for t in budgets]
+    tdir = tmp_path / "trunk"
+    for cfg in cfgs:
+        trainer.pretrain(cfg, tmp_path / f"scratch{cfg.train.steps}", progress=False)
+    for cfg in reversed(cfgs):  # the longest first: the short one starts from a kept state
+        trunk.train_branch(cfg, tmp_path / f"branch{cfg.train.steps}", tdir, cfgs, False)
+    assert ckpt.kept_states(tdir) == [6, 12]
+    assert trunk.read_branch(tmp_path / "branch8")["branched_at"] == 6
+    for t in budgets:
+        a, b = tmp_path / f"scratch{t}", tmp_path / f"branch{t}"
+        assert _same_bits(_weights(a), _weights(b))
+        names = [p.name for p in sorted((a / "checkpoints").glob("*.safetensors"))]
+        assert names == [p.name for p in sorted((b / "checkpoints").glob("*.safetensors"))]
+        for n in names:
+            step = n[: -len(".safetensors")]
+            step = "final" if step == "final" else int(step[len("step_") :])
+            assert _same_bits(_weights(a, step), _weights(b, step))
+            sa = json.loads((a / "checkpoints" / n).with_suffix(".json").read_text())
+            sb = json.loads((b / "checkpoints" / n).with_suffix(".json").read_text())
+            assert sa["fraction"] == sb["fraction"] and sa["weights"] == sb["weights"]
+        la = [json.loads(x) for x in (a / "metrics.jsonl").read_text().splitlines()]
+        lb = [json.loads(x) for x in (b / "metrics.jsonl").read_text().splitlines()]
+        assert [(r["step"], r["loss"], r["lr"]) for r in la] == [
+            (r["step"], r["loss"], r["lr"]) for r in lb
+        ]
+
+
+def test_a_later_budget_extends_the_trunk_and_a_missing_point_uses_an_earlier_state(pool, tmp_path):
+    cache, tdir = tmp_path / "cache", tmp_path / "trunk"
+    c8, c16 = (_cfg(pool, cache, f"train.steps={t}") for t in (8, 16))
+    trunk.train_branch(c8, tmp_path / "b8", tdir, [c8], False)
+    assert ckpt.kept_states(tdir) == [6]
+    trunk.train_branch(c16, tmp_path / "b16", tdir, [c8, c16], False)  # extends 6 -> 12
+    assert ckpt.kept_states(tdir) == [6, 12]
+    assert sorted(p.name for p in (tdir / "checkpoints").glob("*.safetensors")) == [
+        "step_000002.safetensors", "step_000004.safetensors", "step_000008.safetensors"]
+    # decay start 9 is not kept: from the state of 6, whose one earlier checkpoint (4) the
+    # trunk holds
+    c12 = _cfg(pool, cache, "train.steps=12", "train.checkpoint_fractions=[0.333]")
+    trunk.train_branch(c12, tmp_path / "b12", tdir, [c12], False)
+    assert trunk.read_branch(tmp_path / "b12")["branched_at"] == 6
+    # checkpoints at 3 and 6 are not in the trunk: trained from scratch
+    c12b = _cfg(pool, cache, "train.steps=12")
+    trunk.train_branch(c12b, tmp_path / "b12b", tdir, [c12b], False)
+    assert trunk.read_branch(tmp_path / "b12b") is None
+    for cfg, name in ((c12, "b12"), (c16, "b16")):
+        trainer.pretrain(cfg, tmp_path / f"s-{name}", progress=False)
+        assert _same_bits(_weights(tmp_path / f"s-{name}"), _weights(tmp_path / name))
+
+
+def test_a_corrupt_kept_state_is_dropped_and_an_earlier_one_used(pool, tmp_path, capsys):
+    cache, tdir = tmp_path / "cache", tmp_path / "trunk"
+    cfgs = [_cfg(pool, cache, f"train.steps={t}") for t in (8, 16)]
+    trunk.train_branch(cfgs[1], tmp_path / "b16", tdir, cfgs, False)
+    state = ckpt.kept_state_dir(tdir, 6) / ckpt.STATE_FILE
+    state.write_bytes(state.read_bytes()[:100])  # truncated
+    trunk.train_branch(cfgs[0], tmp_path / "b8", tdir, cfgs, False)  # its point: 6
+    assert "kept training state unusable" in capsys.readouterr().err
+    assert ckpt.kept_states(tdir) == [12] and trunk.read_branch(tmp_path / "b8") is None
+    trainer.pretrain(cfgs[0], tmp_path / "s8", progress=False)
+    assert _same_bits(_weights(tmp_path / "s8"), _weights(tmp_path / "b8"))
+
+
+def test_a_folder_of_another_trunk_is_refused(pool, tmp_path):
+    cache, tdir = tmp_path / "cache", tmp_path / "trunk"
+    trunk.check_trunk(tdir, _cfg(pool, cache, "train.steps=8"))
+    with pytest.raises(ConfigError, match="holds trunk"):
+        trunk.check_trunk(tdir, _cfg(pool, cache, "train.steps=8", "train.seed=3"))
+    with pytest.raises(ConfigError, match="wsd"):
+        trunk.train_branch(_cfg(pool, cache, "train.schedule=cosine"), tmp_path / "x", tdir)
