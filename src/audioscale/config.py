@@ -89,7 +89,7 @@ DEFAULT_STEPS = 200  # the budget of a run that sets none
 class Budget:
     """A run's training budget as given: ``kind`` (steps | examples | hours | flops) and its
     ``value``. ``TrainConfig.budget()`` makes it; the trainer (``steps``), the run name
-    (sweep.spec.budget_tag) and the sweep's cost estimate (sweep.runner.job_cost) all read it,
+    (sweep.spec.budget_tag) and the sweep's cost estimate (sweep.cost.job_cost) all read it,
     so a run budgeted by FLOPs is named and costed by its FLOPs."""
 
     kind: Literal["steps", "examples", "hours", "flops"]

@@ -183,9 +183,12 @@ def model_card(
         "lr_rule": recipe.describe(cfg.model, cfg.train, p.steps),
         "warmup_steps": p.warmup,
         "steps": p.steps,
-        "schedule": {"kind": cfg.train.schedule, "cooldown_steps": p.cooldown,
-                     "cooldown_shape": cfg.train.cooldown_shape if p.cooldown else None,
-                     "decay_start": p.decay_start},  # fmt: skip
+        "schedule": {
+            "kind": cfg.train.schedule,
+            "cooldown_steps": p.cooldown,
+            "cooldown_shape": cfg.train.cooldown_shape if p.cooldown else None,
+            "decay_start": p.decay_start,
+        },  # fmt: skip
         "batch_size": cfg.train.batch_size,
         "budget": p.budget,
         "checkpoint_steps": p.checkpoint_steps,

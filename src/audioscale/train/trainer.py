@@ -68,7 +68,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audioscale import faults
 from audioscale.config import RunConfig, TrainConfig, dump_yaml, load_config
 from audioscale.data.corpus import ClipDataset, fixed_clips, make_loader
 from audioscale.data.featcache import FeatureCache
@@ -76,8 +75,9 @@ from audioscale.errors import ConfigError, DataError
 from audioscale.train import checkpoint as ckpt
 from audioscale.train import ddp, tblog
 from audioscale.train.heldout import HELDOUT_CLIPS, heldout_loss, select_rows
+from audioscale.train.metricslog import MetricsLog
 from audioscale.train.plan import TrainPlan, counters, model_card, plan
-from audioscale.utils import atomic_save_json, atomic_write_text, progress_bar, resolve_device
+from audioscale.utils import atomic_save_json, atomic_write_text, resolve_device
 
 
 @dataclass
@@ -373,6 +373,17 @@ def load_train_state(
     return int(state["step"]), float(state["wall_s"]), LossWindow(info, device, state)
 
 
+def _resume(out: Path, model, opt, info: ddp.DistInfo, device: torch.device, resume: bool):
+    """``(start step, wall seconds so far, loss window)`` of a run starting or resuming;
+    the log lines after the resumed step are dropped (they are trained again)."""
+    start, wall_before, window = 0, 0.0, LossWindow(info, device)
+    if resume:
+        start, wall_before, window = load_train_state(out, model, opt, info, device)
+    if info.is_main:
+        _truncate_metrics(out / "metrics.jsonl", start)
+    return start, wall_before, window
+
+
 def save_checkpoint(
     model: torch.nn.Module, out: Path, name: str, meta: dict, held, device: torch.device
 ) -> None:
@@ -408,47 +419,6 @@ def _execution(device: torch.device, t: TrainConfig, info: ddp.DistInfo) -> dict
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "world_size": info.world_size,
     }
-
-
-class _MetricsLog:
-    """``metrics.jsonl`` (rank 0 writes) and the progress bar: one line per closed window."""
-
-    def __init__(self, out: Path, p: TrainPlan, info: ddp.DistInfo, start: int, progress: bool):
-        self.p, self.step_log, self.t_log = p, start, time.perf_counter()
-        self.f = open(out / "metrics.jsonl", "a") if info.is_main else None
-        purge = start + 1 if start else None  # a resumed run hides the steps it trains again
-        self.tb = tblog.open_writer(out, purge) if info.is_main else None  # None: no tensorboard
-        self.bar = progress_bar("pretrain", progress and info.is_main, transient=False, eta=True)
-
-    def __enter__(self) -> _MetricsLog:
-        self.bar.__enter__()
-        self.task = self.bar.add_task("", total=self.p.steps, completed=self.step_log)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.f:
-            self.f.close()
-        tblog.close(self.tb)
-        self.bar.__exit__(*exc)
-
-    def advance(self) -> None:
-        self.bar.advance(self.task)
-
-    def line(self, done: int, loss: float, lr: float, counters: dict, wall_s: float) -> None:
-        now = time.perf_counter()
-        rate = (done - self.step_log) * self.p.cfg.train.batch_size / max(now - self.t_log, 1e-9)
-        row = {"step": done, "loss": loss, "lr": lr, **counters}
-        row.update(
-            examples_per_s=rate, tokens_per_s=rate * self.p.tokens_per_example, wall_s=wall_s
-        )
-        if self.f:
-            faults.point(self.f.name)  # one write of the fault-injection seam
-            self.f.write(json.dumps(row) + "\n")
-            self.f.flush()
-        tblog.scalars(self.tb, done, {"train/loss": loss, "train/lr": lr,
-                                      "train/examples_per_s": rate})  # fmt: skip
-        self.bar.update(self.task, description=f"loss {loss:.4f}  {rate:,.0f} ex/s")
-        self.t_log, self.step_log = now, done
 
 
 # ----------------------------------------------------------------------------- training
@@ -514,6 +484,8 @@ def _session(cfg: RunConfig) -> Iterator[tuple[torch.device, ddp.DistInfo]]:
             torch.cuda.set_device(device)
         if cfg.train.threads and device.type == "cpu":
             torch.set_num_threads(cfg.train.threads)
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         yield device, info
     finally:
         torch.set_num_threads(old_threads)
@@ -539,18 +511,12 @@ def _train(
     train_cache, held_cache, train_rows = _build_caches(cfg, rows, info, progress)
     have_held = held_cache is not None and held_cache.n_items > 0
     held = fixed_clips(held_cache, p.clip_frames, HELDOUT_CLIPS) if have_held else None
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model, params = _seeded_model(cfg, device)
     opt = build_optimizer(model, t, p.lr, device)
     if info.is_main:
         card = model_card(cfg, p, params, train_cache, train_rows, _execution(device, t, info))
         atomic_save_json(out / "model_card.json", card)
-    start, wall_before, window = 0, 0.0, LossWindow(info, device)
-    if resume:
-        start, wall_before, window = load_train_state(out, model, opt, info, device)
-    if info.is_main:  # the log lines after the resumed step are redone
-        _truncate_metrics(out / "metrics.jsonl", start)
+    start, wall_before, window = _resume(out, model, opt, info, device, resume)
     net = ddp.wrap(model, info, device)
     net = torch.compile(net) if t.compile else net
     ds = ClipDataset(train_cache, p.clip_frames, t.seed, t.batch_size, info.rank, info.world_size)
@@ -560,7 +526,7 @@ def _train(
     wall = lambda: wall_before + time.perf_counter() - t0  # noqa: E731
     model.train()
     t_state = time.perf_counter()
-    with _MetricsLog(out, p, info, start, progress) as log:
+    with MetricsLog(out, p, info, start, progress) as log:
         for step, batch in zip(range(start, p.steps), loader, strict=True):
             lr = sched.lr_at(step)
             mel = batch.to(device, non_blocking=True)
