@@ -234,16 +234,20 @@ def train_step(
 class LossWindow:
     """Mean training loss over the steps since the last :meth:`close` (a log line).
 
-    ``add`` keeps each step's loss on the device (no host sync per step); ``fold`` moves
-    the device sum into a host float: a collective under DDP, so every rank folds at the
-    same steps (log lines and checkpoints). ``metrics.jsonl`` ``loss``, the checkpoint
-    sidecars' ``loss_window`` and ``done.json`` ``final_loss`` are all such windows."""
+    ``add`` sums each step's loss on the device (no host sync per step), in the loss's
+    dtype, whatever is read or saved in between: a window's mean is the same number
+    however often it was read (checkpoints), saved (training states) or resumed, so a
+    resumed run and a WSD branch log exactly the losses of a run without a break.
+    ``fold`` makes the sum the mean over ranks (a collective under DDP, at the same steps
+    on every rank: log lines, checkpoints, a trunk's kept states; nothing when single-
+    process). ``metrics.jsonl`` ``loss``, the checkpoint sidecars' ``loss_window`` and
+    ``done.json`` ``final_loss`` are all such windows."""
 
     def __init__(self, info: ddp.DistInfo, device: torch.device, state: dict | None = None):
         s = state or {}
         self.info = info
-        self.acc = torch.zeros((), device=device)
-        self.total, self.n = float(s.get("window_sum", 0.0)), int(s.get("window_n", 0))
+        self.acc = torch.tensor(float(s.get("window_sum", 0.0)), device=device)
+        self.n = int(s.get("window_n", 0))
         self.last = float(s.get("last_loss", float("nan")))  # mean of the last closed window
         self.last_n = int(s.get("window_last_n", 0))
         self.batch: torch.Tensor | None = None  # the latest step's loss
@@ -254,14 +258,13 @@ class LossWindow:
         self.batch = loss
 
     def fold(self) -> None:
-        self.total += float(ddp.mean(self.acc, self.info))
-        self.acc.zero_()
+        self.acc = ddp.mean(self.acc, self.info)
 
     def close(self) -> float:
         """End the window (at a log line): its mean, kept as ``last``."""
         self.fold()
-        self.last, self.last_n = self.total / self.n, self.n
-        self.total, self.n = 0.0, 0
+        self.last, self.last_n = float(self.acc) / self.n, self.n
+        self.acc, self.n = torch.zeros_like(self.acc), 0
         return self.last
 
     def summary(self) -> dict:
@@ -269,13 +272,14 @@ class LossWindow:
         the one this step closed; ``loss_window_steps`` its steps; ``loss_batch`` the latest
         step's loss (mean over ranks; None before any step of this process)."""
         self.fold()
-        mean, n = (self.total / self.n, self.n) if self.n else (self.last, self.last_n)
+        mean, n = (float(self.acc) / self.n, self.n) if self.n else (self.last, self.last_n)
         batch = None if self.batch is None else float(ddp.mean(self.batch, self.info))
         return {"loss_window": mean, "loss_window_steps": n, "loss_batch": batch}
 
     def state(self) -> dict:
+        """For ``train_state.pt``, after a ``fold`` (the sum is the same on every rank)."""
         return {
-            "window_sum": self.total,
+            "window_sum": float(self.acc),
             "window_n": self.n,
             "last_loss": self.last,
             "window_last_n": self.last_n,
@@ -534,8 +538,10 @@ def _train(
             window.add(train_step(net, opt, mel, noise, lr, t.precision, t.grad_clip))
             done = step + 1
             log.advance()
-            if done % t.log_every == 0 or done == p.steps:
-                log.line(done, window.close(), lr, seen(done), wall())
+            if done % t.log_every == 0 or (done == p.steps and not keep):  # a trunk logs as
+                log.line(done, window.close(), lr, seen(done), wall())  # its branches will
+            if done in keep:  # every rank: the open window goes into the kept state
+                window.fold()
             state_due = window.n == 0 and done < p.steps and _due(t_state, t.state_every_s)
             if done in p.checkpoint_steps:  # every rank: the window fold is a collective
                 meta = {"step": done, "fraction": done / p.steps, **window.summary()}
