@@ -171,8 +171,9 @@ def test_kill9_in_trunks_and_branches_equals_uninterrupted_and_scratch(tmp_path)
 
     scratch, scratch_ck = reference(spec, tmp_path / "scratch", branches=False)
     drop = lambda rows: [{k: v for k, v in r.items() if k not in TRUNK_COLUMNS} for r in rows]  # noqa: E731
-    diff = [(a["run_id"], k, a[k], b.get(k)) for a, b in zip(drop(got), drop(scratch))
-            for k in a if a[k] != b.get(k)]  # fmt: skip
+    assert len(got) == len(scratch)
+    pairs = zip(drop(got), drop(scratch), strict=True)
+    diff = [(a["run_id"], k, a[k], b.get(k)) for a, b in pairs for k in a if a[k] != b.get(k)]
     assert not diff  # a branch is its run from scratch, bit for bit
     assert [r["branched_at"] for r in scratch if r["kind"] == "trained"] == [0, 0]
     assert expected_ck == scratch_ck
