@@ -142,7 +142,9 @@ def test_a_later_budget_extends_the_trunk_and_a_missing_point_uses_an_earlier_st
     assert sorted(p.name for p in (tdir / "checkpoints").glob("*.safetensors")) == [
         "step_000002.safetensors",
         "step_000004.safetensors",
+        "step_000006.safetensors",
         "step_000008.safetensors",
+        "step_000012.safetensors",
     ]
     # decay start 9 is not kept: from the state of 6, whose one earlier checkpoint (4) the
     # trunk holds

@@ -453,13 +453,14 @@ def extend_trunk(
 ) -> None:  # fmt: skip
     """Train the constant-lr trunk of WSD run ``cfg`` in ``out_dir`` up to step ``upto``
     (``train.trunk``): resumed from its ``train_state.pt``, weights checkpoints at
-    ``checkpoints``, and a copy of the training state at each step of ``keep`` (and at
+    ``checkpoints`` and ``keep``, and a copy of the training state at each step of ``keep`` (and at
     ``upto``) under ``states/``, where the branches start from. No final checkpoint."""
     out = _run_folder(out_dir)
     p = plan(cfg)
     unbudgeted = {"steps": upto, "examples": None, "hours": None, "flops": None}
     trunk_cfg = p.cfg.model_copy(update={"train": p.cfg.train.model_copy(update=unbudgeted)})
-    cps = sorted(c for c in checkpoints if c <= upto)
+    cps = sorted(c for c in checkpoints | keep | {upto} if c <= upto)  # weights at every
+    # branch point too: the un-cooled trunk can be measured beside its cooled branches
     budget = {"kind": "steps", "value": upto}
     p = replace(p, cfg=trunk_cfg, steps=upto, cooldown=0, checkpoint_steps=cps, budget=budget)
     rows = select_rows(p.cfg)

@@ -16,7 +16,8 @@ Trunk folder (``extend_trunk`` trains it; a sweep keeps it under ``STUDY/trunks/
 
     trunk.json                 {"trunk_id", "identity"}
     config.yaml, model_card.json, metrics.jsonl, train_state.{pt,json}   as a run folder
-    checkpoints/step_*.safetensors   the weights at the branches' checkpoint steps
+    checkpoints/step_*.safetensors   the weights at the branches' checkpoint steps and
+                                     branch points (the un-cooled trunk, measurable)
     states/step_*/train_state.{json,pt}   the training state at each branch point
 
 A branch (``train_branch``): under the trunk's lock (an exclusive ``flock`` on
