@@ -13,8 +13,11 @@ from audioscale.uncertainty import ClipOutcomes
 def acc(correct, clips=None, folds=None, task="t"):
     n = len(correct)
     clips = clips or [f"c{i}" for i in range(n)]
-    return {task: ClipOutcomes("accuracy", clips, np.zeros(n) if folds is None else folds,
-                               correct=correct)}  # fmt: skip
+    return {
+        task: ClipOutcomes(
+            "accuracy", clips, np.zeros(n) if folds is None else folds, correct=correct
+        )
+    }
 
 
 def test_se_of_a_bernoulli_mean():
@@ -109,8 +112,7 @@ def test_map_task_round_trips_and_scores():
     n, c = 80, 4
     labels = (rng.random((n, c)) < 0.3).astype(float)
     scores = labels + rng.normal(0, 0.8, (n, c))
-    o = ClipOutcomes("mAP", [f"c{i}" for i in range(n)], np.zeros(n), labels=labels,
-                     scores=scores)  # fmt: skip
+    o = ClipOutcomes("mAP", [f"c{i}" for i in range(n)], np.zeros(n), labels=labels, scores=scores)
     back = ClipOutcomes.from_dict(o.to_dict())
     res = U.suite_se({"m": back})
     aps = [average_precision_score(labels[:, k], back.scores[:, k]) for k in range(c)]

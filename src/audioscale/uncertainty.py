@@ -87,14 +87,19 @@ class ClipOutcomes:
         idx = np.array([pos[k] for k in keys], dtype=np.int64)
         arr = {"correct": self.correct, "labels": self.labels, "scores": self.scores}
         picked = {k: None if v is None else v[idx] for k, v in arr.items()}
-        return ClipOutcomes(self.metric, list(keys), self.folds[idx], **picked,
-                            valid_score=self.valid_score)  # fmt: skip
+        return ClipOutcomes(
+            self.metric, list(keys), self.folds[idx], **picked, valid_score=self.valid_score
+        )
 
     def to_dict(self) -> dict:
         """JSON form (probe rows, the store): labels as class-index lists, scores at 6
         significant digits."""
-        out: dict = {"metric": self.metric, "clips": list(self.clips),
-                     "folds": self.folds.tolist(), "valid_score": self.valid_score}  # fmt: skip
+        out: dict = {
+            "metric": self.metric,
+            "clips": list(self.clips),
+            "folds": self.folds.tolist(),
+            "valid_score": self.valid_score,
+        }
         if self.metric == "accuracy":
             out["correct"] = self.correct.astype(int).tolist()  # type: ignore[union-attr]
         else:
@@ -167,15 +172,20 @@ def _fold_metric(o: ClipOutcomes, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def task_scores(o: ClipOutcomes, counts: np.ndarray) -> np.ndarray:
     """(R,) task score per row of ``counts``: the mean over folds of each fold's metric."""
-    per_fold = [_fold_metric(o, idx, counts[:, idx])
-                for f in np.unique(o.folds) if len(idx := np.flatnonzero(o.folds == f))]  # fmt: skip
+    per_fold = [
+        _fold_metric(o, idx, counts[:, idx])
+        for f in np.unique(o.folds)
+        if len(idx := np.flatnonzero(o.folds == f))
+    ]
     return np.mean(per_fold, axis=0)
 
 
 # --------------------------------------------------------------------------- encoders
 
 
-def match(encoders: Sequence[dict[str, ClipOutcomes]]) -> tuple[dict[str, list[ClipOutcomes]], list[str]]:
+def match(
+    encoders: Sequence[dict[str, ClipOutcomes]],
+) -> tuple[dict[str, list[ClipOutcomes]], list[str]]:
     """Per task every encoder has: its outcomes on the clips all of them scored, in one
     order (by key); and the tasks left out (missing for some encoder, or no common clip)."""
     tasks = sorted(set().union(*[e.keys() for e in encoders])) if encoders else []
@@ -215,12 +225,17 @@ def summary(point: float, draws: np.ndarray, level: float = LEVEL) -> dict:
         return {"value": None, "se": None, "ci": None, "n_resamples": int(d.size), "level": level}
     q = (1 - level) / 2
     lo, hi = np.quantile(d, [q, 1 - q])
-    return {"value": float(point), "se": float(d.std(ddof=1)), "ci": [float(lo), float(hi)],
-            "n_resamples": int(d.size), "level": level}  # fmt: skip
+    return {
+        "value": float(point),
+        "se": float(d.std(ddof=1)),
+        "ci": [float(lo), float(hi)],
+        "n_resamples": int(d.size),
+        "level": level,
+    }
 
 
 def outcome_word(ci: Sequence[float] | None) -> str | None:
-    """"win" (interval above 0), "loss" (below 0), "tie" (holds 0), None (no interval)."""
+    """ "win" (interval above 0), "loss" (below 0), "tie" (holds 0), None (no interval)."""
     if ci is None:
         return None
     return "win" if ci[0] > 0 else "loss" if ci[1] < 0 else "tie"

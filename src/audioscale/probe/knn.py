@@ -83,4 +83,5 @@ def knn_probe(
 
     with one_thread():
         s = knn_scores(x_train, y_train, x_test, n_classes, multilabel, k, temperature)
-    return {"score": score(metric, y_test, s), "test_scores": s, "settings": settings(k, temperature)}
+    out = {"score": score(metric, y_test, s), "test_scores": s}
+    return out | {"settings": settings(k, temperature)}

@@ -12,6 +12,7 @@ clear wins only. A comparison without per-clip outcomes says so instead of an in
 
 from __future__ import annotations
 
+from audioscale.scaling.learning import plural
 from audioscale.scaling.schema import Estimate, Fits, typed
 
 WORDS = {"win": "a clear win", "tie": "a tie", "loss": "a clear loss"}
@@ -56,16 +57,17 @@ def _paired_claims(p: dict) -> list[str]:
     se = p.get("suite_se") or {}
     if se:
         ses = [v["se"] for v in se.values() if v.get("se") is not None]
-        out.append(f"Suite score SE over test clips: {min(ses):.4f}-{max(ses):.4f} "
-                   f"({len(ses)} runs)")  # fmt: skip
+        out.append(
+            f"Suite score SE over test clips: {min(ses):.4f}-{max(ses):.4f} ({len(ses)} runs)"
+        )
     vs = p.get("vs_own_random_init") or {}
     if vs.get("n_compared"):
+        ties, losses = plural(vs["n_tie"], "tie"), plural(vs["n_loss"], "loss")
         top = vs.get("at_largest_budgets")
-        at = (f"; at the two largest budgets {top['n_win']} of {top['n_compared']}"
-              if top else "")  # fmt: skip
+        at = f"; at the two largest budgets {top['n_win']} of {top['n_compared']}" if top else ""
         out.append(
             f"Trained runs that clearly beat their own random-init mean: {vs['n_win']} of "
-            f"{vs['n_compared']} ({vs['n_tie']} ties, {vs['n_loss']} losses{at}; {how})"
+            f"{vs['n_compared']} ({ties}, {losses}{at}; {how})"
             if vs["n_no_interval"] < vs["n_compared"]
             else f"Trained vs their own random-init mean: {vs['n_compared']} compared, "
             "no interval: per-clip outcomes not recorded"
@@ -106,6 +108,8 @@ def claims(fits: Fits | dict) -> list[str]:
     chosen = svr.chosen_validation() if svr else None
     fspl = (chosen.fit_small_predict_large if chosen else None) or {}
     if fspl.get("mae") is not None:
-        out.append(f"Fit on the smaller-compute runs, the law predicted the {fspl['n_test']} "
-                   f"larger ones within {fspl['mae']:.3f} suite points (MAE)")  # fmt: skip
+        out.append(
+            f"Fit on the smaller-compute runs, the law predicted the {fspl['n_test']} "
+            f"larger ones within {fspl['mae']:.3f} suite points (MAE)"
+        )
     return out + _verification_claim(fits)

@@ -201,6 +201,11 @@ def _paired_verb(outcome: str) -> str:
     return {"win": "clearly beat", "tie": "tied with", "loss": "fell below"}[outcome]
 
 
+def plural(k: int, word: str) -> str:
+    """``1 tie``, ``2 ties``, ``0 losses``."""
+    return f"{k} {word}" if k == 1 else f"{k} {word}{'es' if word.endswith('s') else 's'}"
+
+
 def _ci_text(ci: list[float] | None) -> str:
     return f" [{ci[0]:+.3f}, {ci[1]:+.3f}] (paired 95 % interval over test clips)" if ci else ""
 
@@ -226,8 +231,11 @@ def _random_init_sentence(vb: LearningBaselines, p: dict) -> str:
         "the random-init encoder of their own architecture")  # fmt: skip
     vs = p.get("vs_own_random_init") or {}
     if vs.get("n_compared") and vs["n_no_interval"] < vs["n_compared"]:
-        count = (f"{vs['n_win']} of {vs['n_compared']} trained runs clearly beat {mine} "
-                 f"(paired interval above 0; {vs['n_tie']} ties, {vs['n_loss']} losses)")  # fmt: skip
+        ties, losses = plural(vs["n_tie"], "tie"), plural(vs["n_loss"], "loss")
+        count = (
+            f"{vs['n_win']} of {vs['n_compared']} trained runs clearly beat {mine} "
+            f"(paired interval above 0; {ties}, {losses})"
+        )
     else:
         own = vb.vs_own_random_init or {}
         count = f"{own.get('n_beat')} of {own.get('n_compared')} trained runs beat {mine}"

@@ -46,8 +46,10 @@ def load_outcomes(raw: dict[str, dict[str, dict[str, dict]]]) -> tuple[dict, str
     if not protos:
         return {}, None
     proto = "linear" if "linear" in protos else sorted(protos)[0]
-    out = {rid: {t: U.ClipOutcomes.from_dict(by[proto]) for t, by in tasks.items() if proto in by}
-           for rid, tasks in raw.items()}  # fmt: skip
+    out = {
+        rid: {t: U.ClipOutcomes.from_dict(by[proto]) for t, by in tasks.items() if proto in by}
+        for rid, tasks in raw.items()
+    }
     return out, proto
 
 
@@ -57,8 +59,13 @@ def _compare(rows_a: list[dict], rows_b: list[dict], outcomes: dict, s: FitSetti
     plain = float(col(rows_a, "suite").mean() - col(rows_b, "suite").mean())
     base = {"a": ids_a, "b": ids_b}
     if not all(i in outcomes for i in ids_a + ids_b):
-        return base | {"value": finite_or_none(plain), "se": None, "ci": None,
-                       "outcome": None, "note": NO_OUTCOMES}  # fmt: skip
+        return base | {
+            "value": finite_or_none(plain),
+            "se": None,
+            "ci": None,
+            "outcome": None,
+            "note": NO_OUTCOMES,
+        }
     w = [1.0 / len(ids_a)] * len(ids_a) + [-1.0 / len(ids_b)] * len(ids_b)
     enc = [outcomes[i] for i in ids_a + ids_b]
     return base | U.contrast(enc, w, n_resamples=s.n_resamples, seed=s.seed, level=s.level)
@@ -66,8 +73,13 @@ def _compare(rows_a: list[dict], rows_b: list[dict], outcomes: dict, s: FitSetti
 
 def _tally(pairs: list[dict]) -> dict:
     words = [p.get("outcome") for p in pairs]
-    return {"n_compared": len(pairs), "n_win": words.count("win"), "n_tie": words.count("tie"),
-            "n_loss": words.count("loss"), "n_no_interval": words.count(None)}  # fmt: skip
+    return {
+        "n_compared": len(pairs),
+        "n_win": words.count("win"),
+        "n_tie": words.count("tie"),
+        "n_loss": words.count("loss"),
+        "n_no_interval": words.count(None),
+    }
 
 
 def vs_random_init(trained: list[dict], others: list[dict], outcomes: dict, s: FitSettings) -> dict:
@@ -82,8 +94,14 @@ def vs_random_init(trained: list[dict], others: list[dict], outcomes: dict, s: F
         if rand and finite_or_none(r.get("suite")) is not None:
             d = _compare([r], rand, outcomes, s)
             a, b = d.pop("a"), d.pop("b")
-            pairs.append({"run_id": a[0], "random_init": b,
-                          "examples_seen": finite_or_none(r.get("examples_seen")), **d})  # fmt: skip
+            pairs.append(
+                {
+                    "run_id": a[0],
+                    "random_init": b,
+                    "examples_seen": finite_or_none(r.get("examples_seen")),
+                    **d,
+                }
+            )
     out = {"pairs": pairs, **_tally(pairs)}
     budgets = sorted({p["examples_seen"] for p in pairs if p["examples_seen"] is not None})
     if budgets:
@@ -93,7 +111,9 @@ def vs_random_init(trained: list[dict], others: list[dict], outcomes: dict, s: F
     return out
 
 
-def best_vs_baselines(trained: list[dict], others: list[dict], outcomes: dict, s: FitSettings) -> dict:
+def best_vs_baselines(
+    trained: list[dict], others: list[dict], outcomes: dict, s: FitSettings
+) -> dict:
     """The best trained run minus the best random-init architecture's mean and log-mel."""
     scored = [r for r in trained if finite_or_none(r.get("suite")) is not None]
     if not scored:
@@ -105,8 +125,11 @@ def best_vs_baselines(trained: list[dict], others: list[dict], outcomes: dict, s
         top = max(means.values(), key=lambda m: m["suite"])
         rand = [r for r in others if r.get("run_id") in set(top["run_ids"])]
         out["best_vs_best_random_init"] = _compare([best], rand, outcomes, s)
-    logmel = [r for r in others
-              if r.get("kind") == "baseline" and finite_or_none(r.get("suite")) is not None]  # fmt: skip
+    logmel = [
+        r
+        for r in others
+        if r.get("kind") == "baseline" and finite_or_none(r.get("suite")) is not None
+    ]
     if logmel:
         lm = max(logmel, key=lambda r: float(r["suite"]))
         out["best_vs_logmel"] = _compare([best], [lm], outcomes, s)
@@ -139,8 +162,9 @@ def rankme_selector(trained: list[dict], outcomes: dict, s: FitSettings) -> dict
     """RankMe's pick against the label oracle among runs of equal cost, per budget and
     overall (module docstring)."""
     key, groups = cost_groups(trained)
-    scored = {k: [r for r in g if finite_or_none(r.get("suite")) is not None]
-              for k, g in groups.items()}  # fmt: skip
+    scored = {
+        k: [r for r in g if finite_or_none(r.get("suite")) is not None] for k, g in groups.items()
+    }
     per, picks, oracles = [], [], []
     for budget, rs in scored.items():
         if len(rs) < 2:
@@ -154,19 +178,28 @@ def rankme_selector(trained: list[dict], outcomes: dict, s: FitSettings) -> dict
         d = _compare([rs[pick]], [rs[oracle]], outcomes, s)
         d.pop("a"), d.pop("b")
         se = _oracle_se(ids[oracle], outcomes, s)
-        per.append(d | {key: budget, "n_runs": len(rs), "rankme_pick": ids[pick],
-                        "oracle": ids[oracle], "oracle_by": "validation suite" if by_valid
-                        else "test suite", "oracle_se": se,
-                        "within_one_se": None if se is None or d["value"] is None
-                        else d["value"] >= -se})  # fmt: skip
+        per.append(
+            d
+            | {
+                key: budget,
+                "n_runs": len(rs),
+                "rankme_pick": ids[pick],
+                "oracle": ids[oracle],
+                "oracle_by": "validation suite" if by_valid else "test suite",
+                "oracle_se": se,
+                "within_one_se": None if se is None or d["value"] is None else d["value"] >= -se,
+            }
+        )
         picks.append(rs[pick])
         oracles.append(rs[oracle])
     out: dict = {"cost": key, "per_budget": per}
     if per:
         overall = _compare(picks, oracles, outcomes, s)
         overall.pop("a"), overall.pop("b")
-        out["overall"] = overall | {"n_budgets": len(per),
-                                    "n_within_one_se": sum(bool(p["within_one_se"]) for p in per)}
+        out["overall"] = overall | {
+            "n_budgets": len(per),
+            "n_within_one_se": sum(bool(p["within_one_se"]) for p in per),
+        }
     else:
         out["note"] = "no two trained runs of equal cost with RankMe and a suite score"
     return out
@@ -187,16 +220,25 @@ def paired_section(
     for rid in run_ids(rows):
         if rid in outcomes:
             u = U.suite_se(outcomes[rid], n_resamples=s.n_resamples, seed=s.seed)
-            se[rid] = {"suite": u["value"], "se": u["se"], "ci": u["ci"],
-                       "tasks": {t: v["se"] for t, v in u["tasks"].items()}}  # fmt: skip
+            se[rid] = {
+                "suite": u["value"],
+                "se": u["se"],
+                "ci": u["ci"],
+                "tasks": {t: v["se"] for t, v in u["tasks"].items()},
+            }
     out = {
-        "method": U.METHOD, "n_resamples": s.n_resamples, "seed": s.seed, "level": s.level,
-        "protocol": protocol, "runs_with_outcomes": len(se), "n_runs": len(rows),
+        "method": U.METHOD,
+        "n_resamples": s.n_resamples,
+        "seed": s.seed,
+        "level": s.level,
+        "protocol": protocol,
+        "runs_with_outcomes": len(se),
+        "n_runs": len(rows),
         "suite_se": se,
         "vs_own_random_init": vs_random_init(trained, others, outcomes, s),
         **best_vs_baselines(trained, others, outcomes, s),
         "rankme_selector": rankme_selector(trained, outcomes, s),
-    }  # fmt: skip
+    }
     if not se:
         out["note"] = NO_OUTCOMES
     return out

@@ -343,8 +343,8 @@ class Store:
         q = "SELECT * FROM outcomes" + (" WHERE protocol=?" if protocol else "")
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for r in self.db.execute(q, (protocol,) if protocol else ()):
-            out.setdefault(r["run_id"], {}).setdefault(r["task"], {})[r["protocol"]] = (
-                json.loads(r["data"])
+            out.setdefault(r["run_id"], {}).setdefault(r["task"], {})[r["protocol"]] = json.loads(
+                r["data"]
             )
         return out
 

@@ -85,16 +85,24 @@ def fit_results(
         "leave_one_axis_out": leave_one_axis_out(trained, n_resamples=s.n_resamples, seed=s.seed),
         "residuals": axis_residuals(trained),
     }
-    fits["learning"] = {
-        "baselines": versus_baselines(trained, others),
-        "compute": compute_buys_quality(trained),
-    }
-    clips, protocol = load_outcomes(outcomes or {})
-    fits["paired"] = paired_section(trained, others + verify_rows, clips, protocol, s)
-    fits["verification"] = verification_for(
-        trained, verify_rows, clean(fits["joint"]), s.seed, s.n_resamples_joint, s.level
-    )
+    fits |= _learning_sections(trained, others, verify_rows, fits["joint"], outcomes, s)
     fits = clean(fits)
     fits["verdict"] = verdict(typed(fits))
     fits["headline"] = headline(typed(fits))
     return fits
+
+
+def _learning_sections(trained, others, verify_rows, joint, outcomes, s: FitSettings) -> dict:
+    """``learning``, ``paired`` (per-clip outcomes: ``scaling.paired``) and
+    ``verification``."""
+    clips, protocol = load_outcomes(outcomes or {})
+    return {
+        "learning": {
+            "baselines": versus_baselines(trained, others),
+            "compute": compute_buys_quality(trained),
+        },
+        "paired": paired_section(trained, others + verify_rows, clips, protocol, s),
+        "verification": verification_for(
+            trained, verify_rows, clean(joint), s.seed, s.n_resamples_joint, s.level
+        ),
+    }
