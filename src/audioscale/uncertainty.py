@@ -35,6 +35,7 @@ Every choice:
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -129,13 +130,47 @@ def task_counts(folds: np.ndarray, task: str, n_resamples: int, seed: int) -> np
     holds; seeded by (seed, crc32(task))."""
     rng = np.random.default_rng([seed, zlib.crc32(task.encode())])
     folds = np.asarray(folds)
-    counts = np.zeros((n_resamples, len(folds)))
+    counts = np.zeros((n_resamples, len(folds)), dtype=np.float32)  # small ints: exact
     for f in np.unique(folds):
         idx = np.flatnonzero(folds == f)
         draws = rng.integers(0, len(idx), size=(n_resamples, len(idx)))
-        for r in range(n_resamples):
-            counts[r, idx] = np.bincount(draws[r], minlength=len(idx))
+        flat = (np.arange(n_resamples)[:, None] * len(idx) + draws).ravel()
+        counts[:, idx] = np.bincount(flat, minlength=n_resamples * len(idx)).reshape(
+            n_resamples, len(idx)
+        )
     return counts
+
+
+_MEMO: dict[tuple, np.ndarray] = {}  # (task, n_resamples, seed, digest) → (R,) draws
+MEMO_ENTRIES = 4096
+_COUNTS: dict[tuple, np.ndarray] = {}  # (task, n_resamples, seed, folds) → counts
+COUNT_ENTRIES = 16
+
+
+def _digest(o: ClipOutcomes) -> str:
+    h = hashlib.sha1(o.metric.encode())
+    for a in (o.folds, o.correct, o.labels, o.scores):
+        if a is not None:
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def task_draws(o: ClipOutcomes, task: str, n_resamples: int, seed: int) -> np.ndarray:
+    """``task_scores`` of ``o`` on the task's resamples, (n_resamples,); memoised by the
+    outcomes' content (a fit compares one run's outcomes in many pairs: the resamples of
+    a task depend only on its name, folds, ``n_resamples`` and ``seed``, so the result
+    is the same every time)."""
+    key = (task, n_resamples, seed, _digest(o))
+    if key not in _MEMO:
+        if len(_MEMO) >= MEMO_ENTRIES:
+            _MEMO.clear()
+        ckey = (task, n_resamples, seed, o.folds.tobytes())
+        if ckey not in _COUNTS:
+            if len(_COUNTS) >= COUNT_ENTRIES:  # each (n_resamples, n clips): keep a few
+                _COUNTS.clear()
+            _COUNTS[ckey] = task_counts(o.folds, task, n_resamples, seed)
+        _MEMO[key] = task_scores(o, _COUNTS[ckey])
+    return _MEMO[key]
 
 
 def weighted_ap(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -210,10 +245,9 @@ def suite_draws(
     encoders, every encoder on the same resampled clips."""
     points, draws = [], []
     for task, outs in sorted(per_task.items()):
-        counts = task_counts(outs[0].folds, task, n_resamples, seed)
         ones = np.ones((1, len(outs[0].clips)))
         points.append([task_scores(o, ones)[0] for o in outs])
-        draws.append([task_scores(o, counts) for o in outs])
+        draws.append([task_draws(o, task, n_resamples, seed) for o in outs])
     return np.mean(points, axis=0), np.mean(draws, axis=0)
 
 
@@ -252,9 +286,8 @@ def suite_se(
     out = summary(point[0], draws[0])
     out["tasks"] = {}
     for t, (o,) in per_task.items():
-        counts = task_counts(o.folds, t, n_resamples, seed)
         full = task_scores(o, np.ones((1, len(o.clips))))[0]
-        out["tasks"][t] = summary(full, task_scores(o, counts))
+        out["tasks"][t] = summary(full, task_draws(o, t, n_resamples, seed))
     return out
 
 
