@@ -284,3 +284,16 @@ def test_unknown_probe_features_are_refused():
     task = make_task("t", "speech", y, ["train"] * 30 + ["test"] * 10)
     with pytest.raises(ConfigError, match="features"):
         evaluate_embeddings("m", [task], [x], protocols=["knn"], features="whitened")
+
+
+def test_map_outcomes_give_back_the_task_score():
+    # a multi-label mAP task: the per-clip class scores recorded for the bootstrap
+    # recompute the reported mAP
+    x, y = clusters(120, c=3, seed=4)
+    rows = [{"path": f"m/{i}.wav", "label": str(c), "labels": [str(c), str((c + 1) % 3)],
+             "split": "test" if i >= 90 else "train"} for i, c in enumerate(y)]  # fmt: skip
+    multi = FakeTask("multi", "music", rows, ["0", "1", "2"], multilabel=True, metric="mAP")
+    res = evaluate_embeddings("m", [multi], [x], protocols=["knn"])
+    unc = res.suite_uncertainty("knn")["tasks"]["multi"]
+    assert unc["value"] == pytest.approx(res.tasks["multi"]["knn"]["score"], abs=1e-9)
+    assert res.outcomes["multi"]["knn"].labels.shape == (30, 3)
