@@ -25,7 +25,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "audioscale"
 # one rank per entry: a stage imports from its own rank and the ranks above it
 ORDER = (
     ("__init__",),  # the package root: imports nothing
-    ("errors", "numerics", "sampling", "testing"),  # leaves: numpy-only helpers, test fixtures
+    ("errors", "numerics", "sampling", "testing", "uncertainty"),  # leaves: numpy-only helpers
     ("config",),
     ("faults",),
     ("utils",),
@@ -53,6 +53,7 @@ TORCH_FREE = (
     "audioscale.errors",
     "audioscale.numerics",
     "audioscale.sampling",
+    "audioscale.uncertainty",
     "audioscale.faults",
     "audioscale.utils",
     "audioscale.external_specs",

@@ -108,6 +108,7 @@ def test_linear_probe_is_deterministic_and_picks_best_valid_epoch():
     args = (x[:120], y[:120], x[120:160], y[120:160], x[160:], y[160:], 5)
     a = linear.linear_probe(*args, epochs=20, seed=7)
     b = linear.linear_probe(*args, epochs=20, seed=7)
+    np.testing.assert_array_equal(a.pop("test_scores"), b.pop("test_scores"))
     assert a == b
     assert 1 <= a["best_epoch"] <= 20
     assert a["settings"]["lr"] == 1e-3 and a["settings"]["weight_decay"] == 0.0
@@ -181,6 +182,12 @@ def test_kfold_each_clip_tested_once_and_averaged():
     r = res.tasks["k"]["knn"]
     assert r["n_folds"] == 5 and r["n_test"] == 150 and len(r["fold_scores"]) == 5
     assert r["score"] == pytest.approx(np.mean(r["fold_scores"]))
+    # per-clip outcomes: every clip once, keyed by path, and they give back the score
+    o = res.outcomes["k"]["knn"]
+    assert sorted(o.clips) == sorted(str(row["path"]) for row in task.rows)
+    assert sorted(np.bincount(o.folds).tolist()) == [30] * 5
+    unc = res.suite_uncertainty("knn")
+    assert unc["value"] == pytest.approx(r["score"], abs=1e-12)
 
 
 def test_suite_aggregates_and_json():
@@ -205,6 +212,9 @@ def test_suite_aggregates_and_json():
     assert j["suite"] == res.suite and j["suite_by_protocol"]["knn"] == res.suite_for("knn")
     assert j["protocol_settings"]["knn"]["k"] == 10
     assert res.flat()["task.a.knn"] == res.tasks["a"]["knn"]["score"]
+    assert "outcomes" not in j["tasks"]["a"]["linear"]  # kept apart, not in probe --json
+    assert len(res.outcomes["b"]["linear"].clips) == 20  # the skipped clip has none
+    assert res.suite_uncertainty()["value"] == pytest.approx(res.suite, abs=1e-12)
     with pytest.raises(ValueError, match="embeddings"):
         evaluate_embeddings("m", [t2], [x2[ok2]])  # 80 rows but 79 embeddings, no mask
 
@@ -274,3 +284,16 @@ def test_unknown_probe_features_are_refused():
     task = make_task("t", "speech", y, ["train"] * 30 + ["test"] * 10)
     with pytest.raises(ConfigError, match="features"):
         evaluate_embeddings("m", [task], [x], protocols=["knn"], features="whitened")
+
+
+def test_map_outcomes_give_back_the_task_score():
+    # a multi-label mAP task: the per-clip class scores recorded for the bootstrap
+    # recompute the reported mAP
+    x, y = clusters(120, c=3, seed=4)
+    rows = [{"path": f"m/{i}.wav", "label": str(c), "labels": [str(c), str((c + 1) % 3)],
+             "split": "test" if i >= 90 else "train"} for i, c in enumerate(y)]  # fmt: skip
+    multi = FakeTask("multi", "music", rows, ["0", "1", "2"], multilabel=True, metric="mAP")
+    res = evaluate_embeddings("m", [multi], [x], protocols=["knn"])
+    unc = res.suite_uncertainty("knn")["tasks"]["multi"]
+    assert unc["value"] == pytest.approx(res.tasks["multi"]["knn"]["score"], abs=1e-9)
+    assert res.outcomes["multi"]["knn"].labels.shape == (30, 3)

@@ -226,3 +226,26 @@ def test_figures_draw_intervals_that_exclude_their_estimate():
         "suite": {"rankme": spearman}}}})  # fmt: skip
     plt.close(fig)
     plt.close(fig2)
+
+
+def test_narrow_log_axis_labels_are_distinct():
+    # held-out losses 0.355-0.369 on a log axis: the ticks fall back to linear steps, and
+    # two significant digits used to label them 0.36 three times and more
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from audioscale.report import figures
+
+    fig, ax = plt.subplots()
+    ax.scatter([1e5, 2e5, 4e5], [0.3552, 0.3611, 0.3689])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    figures._readable_log_ticks(ax)
+    fig.canvas.draw()
+    lo, hi = ax.get_ylim()
+    shown = [t.get_text() for t, v in zip(ax.get_yticklabels(), ax.get_yticks(), strict=True)
+             if lo <= v <= hi and t.get_text()]  # fmt: skip
+    plt.close(fig)
+    assert len(shown) >= 3 and len(set(shown)) == len(shown)

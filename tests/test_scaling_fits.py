@@ -326,7 +326,10 @@ def test_fit_cli_json(tmp_path, capsys, monkeypatch):
     assert saved["headline"] == out["headline"]
     rc = main(["fit", str(tmp_path), "--resamples", "50", "--joint-resamples", "20"])
     text = capsys.readouterr().out
-    assert rc == 0 and "Spearman(RankMe, suite): " in text and "RankMe tracked" in text
+    assert rc == 0 and "- RankMe vs suite score: Spearman " in text and "RankMe tracked" in text
+    # a study without per-clip outcomes fits, and says why its comparisons have no interval
+    assert out["paired"]["note"] == "no interval: per-clip outcomes not recorded"
+    assert "Best trained − log-mel baseline: " in "\n".join(out["headline"]["claims"])
 
 
 def test_fit_cli_missing_study_is_one_line_error(tmp_path, capsys):

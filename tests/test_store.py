@@ -126,6 +126,23 @@ def test_record_replaces_never_duplicates(store):
     assert [r["rankme"] for r in store.results()] == [12.0]
 
 
+def test_per_clip_outcomes_live_in_their_own_table(store):
+    jobs = _jobs()
+    store.add_runs(jobs)
+    a, b = (j.run_id for j in jobs)
+    res = fake_result(a, 10.0)
+    o = {"metric": "accuracy", "clips": ["x.wav", "y.wav"], "folds": [0, 0],
+         "correct": [1, 0], "valid_score": 0.5}  # fmt: skip
+    res["probes"][0]["outcomes"] = o
+    for _ in range(2):  # re-recording replaces, never duplicates
+        store.record(res)
+    store.record(fake_result(b, 9.0))  # a run without outcomes (recorded before them)
+    assert store.outcomes() == {a: {"pitch": {"linear": o}}}
+    assert store.outcomes("knn") == {}
+    assert "outcomes" not in store.probes(a)[0]
+    assert all(not k.startswith("outcomes") for k in store.results()[0])
+
+
 def test_results_contract(store):
     jobs = _jobs()
     store.add_runs(jobs)
@@ -285,7 +302,9 @@ def test_store_tables_hold_exactly_the_record_fields(store, tmp_path):
         return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
 
     assert cols("spectral") == {"run_id", *records.SpectralRow.names()}
-    assert cols("probes") == {"run_id", *records.ProbeRow.names()}
+    # a probe row's per-clip outcomes go to their own table
+    assert cols("probes") == {"run_id", *records.ProbeRow.names()} - {"outcomes"}
+    assert cols("outcomes") == {"run_id", "task", "protocol", "data"}
     assert cols("train_metrics") == {"run_id", *records.TrainMetricsRow.names(), "extra"}
 
 

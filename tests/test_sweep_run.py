@@ -151,6 +151,20 @@ def test_study_command_fits_and_reports(study, capsys):
     assert res["counts"]["done"] == 4 and res["failed"] == []
     assert (study / "report.html").is_file() and (study / "fits.json").is_file()
     assert res["headline"]["n_runs"] == 2 and "verdict" in res["headline"]
+    # per-clip outcomes of every run (trained and baselines) give SEs and paired intervals
+    with Store(study / "study.db") as store:
+        stored, rows = store.outcomes(), store.results()
+    assert len(stored) == 4 and all(r["suite_se"] > 0 for r in rows)
+    fits = json.loads((study / "fits.json").read_text())
+    p = fits["paired"]
+    assert p["runs_with_outcomes"] == 4 and p["protocol"] == "linear"
+    for r in rows:  # the fit's SE is the one recorded at evaluation (same clips, same seed)
+        assert p["suite_se"][r["run_id"]]["se"] == pytest.approx(r["suite_se"], rel=1e-9)
+    pairs = p["vs_own_random_init"]["pairs"]
+    assert len(pairs) == 2 and all(x["ci"] is not None and x["outcome"] for x in pairs)
+    print("\n".join(res["headline"]["claims"]))  # the sample headline of the report
+    assert any(c.startswith("Trained runs that clearly beat") for c in res["headline"]["claims"])
+    assert "Paired comparisons over test clips" in (study / "report.html").read_text()
 
 
 def _sweep_one_worker(root, spec: dict, out):

@@ -109,6 +109,11 @@ def print_headline(result: dict[str, Any], file: Any = None) -> None:
     c = result["counts"]
     print(f"runs:   {c.get('done', 0)} done, {c.get('failed', 0)} failed", file=file)
     for k, v in result["headline"].items():
+        if k == "claims":  # the short list: one line per claim, with its interval
+            print("claims:", file=file)
+            for claim in v or []:
+                print(f"  - {claim}", file=file)
+            continue
         print(f"{k}: {_fmt(v)}", file=file)
 
 

@@ -1,7 +1,9 @@
 """``audioscale fit STUDY_DIR``: every scaling fit of a study into STUDY_DIR/fits.json.
 
 ``--json`` prints one JSON object on stdout: the content of fits.json plus
-``fits_path``. Without it, the headline numbers and the verdict go to stdout.
+``fits_path`` (the headline's ``claims``, the ``paired`` comparisons with their
+intervals and "tie" outcomes). Without it, the headline claims (one line each, with
+its interval) and the verdict go to stdout.
 """
 
 from __future__ import annotations
@@ -12,13 +14,6 @@ from pathlib import Path
 import typer
 
 from audioscale.cli.app import app
-
-
-def _fmt_est(d: dict | None) -> str:
-    if not d or d.get("value") is None:
-        return "n/a"
-    ci = d.get("ci")
-    return f"{d['value']:.4g}" + (f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "")
 
 
 @app.command("fit")
@@ -57,8 +52,6 @@ def fit_cmd(
     h = fits["headline"]
     print(f"fits: {path}")
     print(f"trained runs: {h['n_runs']}")
-    print(f"Spearman(RankMe, suite): {_fmt_est(h['spearman_rankme_suite'])}")
-    print(f"chosen form: {h['chosen_form']}, exponent b: {_fmt_est(h['exponent_b'])}")
-    mae = h["fit_small_predict_large_mae"]
-    print(f"fit-small-predict-large MAE: {'n/a' if mae is None else f'{mae:.4g}'}")
+    for claim in h.get("claims") or []:  # one line per claim, each with its interval
+        print(f"- {claim}")
     print(h["verdict"])

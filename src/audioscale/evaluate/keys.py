@@ -12,7 +12,8 @@ from audioscale.evaluate.markers import read_marker
 
 # 2: equal-N RankMe gap, held-out loss at the reference mask, standardised log-mel baseline
 # 3: probe features (eval.probe_features) in the key, standardised by default
-EVAL_VERSION = 3
+# 4: per-clip test outcomes in every probe row (store table outcomes) and suite_se
+EVAL_VERSION = 4
 
 
 def eval_key(ctx: EvalContext) -> str:

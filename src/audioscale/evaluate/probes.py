@@ -1,6 +1,9 @@
 """Probes of a run's final checkpoint or of a baseline: each task's clip embeddings
 (extracted once, through the study's cache; they serve the RankMe pool too) and the
-probe rows and suite columns they give (``probe.suite.evaluate_embeddings``)."""
+probe rows and suite columns they give (``probe.suite.evaluate_embeddings``). Each probe
+row carries its per-clip test outcomes (``outcomes``, kept by the store in its own
+table for the paired comparisons of the fits), and the suite columns the suite score's
+bootstrap standard error over test clips (``suite_se``, ``audioscale.uncertainty``)."""
 
 from __future__ import annotations
 
@@ -39,7 +42,9 @@ def probe_rows(name: str, tasks: dict[str, tuple[Any, Any]], ctx: EvalContext):
                 task=task_name, protocol=proto, metric=r.get("metric"),
                 score=finite_or_none(r.get("score")), n_test=r.get("n_test"),
                 domain=res.domains_of.get(task_name), settings=r.get("settings", {}),
+                outcomes=res.outcomes[task_name][proto].to_dict(),
             ).to_dict())  # fmt: skip
     flat = {k: finite_or_none(v) for k, v in res.flat().items() if not k.startswith("task.")}
-    flat.update(suite_name=res.suite_name or None, suite_weights=res.weights_label())
+    flat.update(suite_name=res.suite_name or None, suite_weights=res.weights_label(),
+                suite_se=res.suite_uncertainty()["se"])  # fmt: skip
     return rows, SuiteSummary.build(**flat)

@@ -193,6 +193,8 @@ class SuiteSummary(Record):
     """Probe suite means (``probe.suite.SuiteResult.flat`` without the per-task columns)."""
 
     suite: float | None = column("mean probe score over tasks and protocols", report=17)
+    suite_se: float | None = column("bootstrap standard error of suite over test clips "
+                                    "(audioscale.uncertainty)")  # fmt: skip
     suite_linear: float | None = column("mean linear-probe score")
     suite_knn: float | None = column("mean kNN-probe score")
     suite_weighted: float | None = column("suite weighted by the suite file's weights, "
@@ -278,6 +280,8 @@ class ProbeRow(Record):
     n_test: int | None = column("test clips scored")
     domain: str | None = column("the task's domain")
     settings: dict | None = column("probe settings (JSON in the store)")
+    outcomes: dict | None = column("per-clip test outcomes, uncertainty.ClipOutcomes.to_dict "
+                                   "(store table outcomes, not a probes column)")  # fmt: skip
 
 
 @dataclass

@@ -77,9 +77,11 @@ def knn_probe(
     k: int = K,
     temperature: float = TEMPERATURE,
 ) -> dict:
-    """Score the test split by a weighted vote of its k nearest train clips."""
+    """Score the test split by a weighted vote of its k nearest train clips; returns
+    {"score", "test_scores" (N_test, C), "settings"}."""
     from audioscale.probe.linear import one_thread
 
     with one_thread():
         s = knn_scores(x_train, y_train, x_test, n_classes, multilabel, k, temperature)
-    return {"score": score(metric, y_test, s), "settings": settings(k, temperature)}
+    out = {"score": score(metric, y_test, s), "test_scores": s}
+    return out | {"settings": settings(k, temperature)}

@@ -94,7 +94,8 @@ def linear_probe(
     seed: int = 0,
 ) -> dict:
     """Train on train, select the epoch on valid, score test. ``y`` are class indices (N,)
-    or multi-hot (N, C). Returns {"score", "valid_score", "best_epoch", "settings"}."""
+    or multi-hot (N, C). Returns {"score", "test_scores" (N_test, C), "valid_score",
+    "best_epoch", "settings"}."""
     with one_thread():
         return _fit(x_train, y_train, x_valid, y_valid, x_test, y_test, n_classes, metric,
                     multilabel, epochs, lr, weight_decay, batch_size, seed)  # fmt: skip
@@ -129,8 +130,10 @@ def _fit(x_train, y_train, x_valid, y_valid, x_test, y_test, n_classes, metric, 
         best, best_epoch, best_state = float("nan"), epochs, model.state_dict()
     model.load_state_dict(best_state)
     model.eval()
+    pred = _predict(model, xte)
     return {
-        "score": score(metric, y_test, _predict(model, xte)),
+        "score": score(metric, y_test, pred),
+        "test_scores": pred,
         "valid_score": float(best),
         "best_epoch": best_epoch,
         "settings": settings(epochs, lr, weight_decay, batch_size, seed),

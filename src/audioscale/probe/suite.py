@@ -23,6 +23,13 @@ of task scores; ``suite_weighted`` = mean weighted by the suite file's weights w
 tasks come from one (``weights``, named ``suite_name``; :mod:`audioscale.data.suitefile`),
 else by ``n_test``; ``domains`` = mean per
 domain (speech, music, environment) of the tasks present; each also per protocol.
+
+Per-clip outcomes (``SuiteResult.outcomes[task][protocol]``, an
+``uncertainty.ClipOutcomes``): every test clip's outcome (correct or not for accuracy,
+class scores and labels for mAP) with its fold, keyed by the clip's path relative to the
+task folder (``clip_key``), so that two encoders are paired by clip; a K-fold task has
+every clip once, in the fold where it was tested. ``suite_uncertainty`` gives the suite
+score's bootstrap SE from them (``audioscale.uncertainty``).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import numpy as np
 
 from audioscale.probe import knn, linear
 from audioscale.probe.metrics import chance
+from audioscale.uncertainty import ClipOutcomes, suite_se
 from audioscale.utils import nan_to_none
 
 PROTOCOLS = ("linear", "knn")
@@ -56,6 +64,7 @@ class SuiteResult:
     wall_s: float = 0.0
     suite_name: str = ""  # the suite file's name, "" for a plain list of task folders
     weights: dict[str, float] = field(default_factory=dict)  # task -> suite-file weight
+    outcomes: dict[str, dict[str, ClipOutcomes]] = field(default_factory=dict)  # task -> p -> ..
 
     @property
     def primary(self) -> str:
@@ -95,6 +104,12 @@ class SuiteResult:
         for t, x, _ in self._scores(protocol):
             out.setdefault(self.domains_of[t], []).append(x)
         return {d: float(np.mean(v)) for d, v in sorted(out.items())}
+
+    def suite_uncertainty(self, protocol: str | None = None) -> dict:
+        """The suite score of ``protocol`` (primary by default) with its bootstrap SE and
+        interval over test clips, and each task's (``uncertainty.suite_se``)."""
+        p = protocol or self.primary
+        return suite_se({t: o[p] for t, o in self.outcomes.items() if p in o})
 
     @property
     def suite(self) -> float:
@@ -243,12 +258,14 @@ def probe_task(
     per: dict[str, list[dict]] = {p: [] for p in protocols}
     chances = []
     n_test = 0
+    tested: list[tuple[int, np.ndarray]] = []  # (fold number, test positions)
     for _, tr, va, te in folds_of(task, ok_rows):
         if len(tr) == 0 or len(te) == 0:
             continue
         va = va if len(va) else tr
         emb = standardise_on(raw, tr) if features == "standardised" else raw
         n_test += len(te)
+        tested.append((len(tested), te))
         chances.append(chance(task.metric, y[tr], y[te]))
         common = {"n_classes": n_classes, "metric": task.metric, "multilabel": task.multilabel}
         if "linear" in per:
@@ -277,8 +294,30 @@ def probe_task(
         if p == "linear":
             res["valid_score"] = float(np.mean([r["valid_score"] for r in rs]))
             res["best_epoch"] = [r["best_epoch"] for r in rs]
+        res["outcomes"] = clip_outcomes(task, ok_rows, y, tested, rs, res.get("valid_score"))
         out[p] = res
     return out
+
+
+def clip_key(task, row: dict) -> str:
+    """A clip's key in the per-clip outcomes: its path relative to the task folder (as
+    written when it lies inside it), so that encoders are paired by clip."""
+    path = str(row["path"])
+    root = getattr(task, "root", None)
+    prefix = str(Path(root).resolve()).rstrip("/") + "/" if root is not None else ""
+    return path[len(prefix) :] if prefix and path.startswith(prefix) else path
+
+
+def clip_outcomes(task, ok_rows, y, tested, results, valid_score) -> ClipOutcomes:
+    """One protocol's per-clip test outcomes over every fold (module docstring)."""
+    idx = np.concatenate([te for _, te in tested])
+    folds = np.concatenate([np.full(len(te), f) for f, te in tested])
+    pred = np.concatenate([np.asarray(r["test_scores"], np.float64) for r in results])
+    keys = [clip_key(task, ok_rows[i]) for i in idx]
+    if task.metric == "accuracy":
+        correct = (pred.argmax(1) == y[idx]).astype(np.float64)
+        return ClipOutcomes("accuracy", keys, folds, correct=correct, valid_score=valid_score)
+    return ClipOutcomes("mAP", keys, folds, labels=y[idx], scores=pred, valid_score=valid_score)
 
 
 def _check_protocols(protocols: Sequence[str]) -> tuple[str, ...]:
@@ -317,6 +356,7 @@ def evaluate_embeddings(
         res.tasks[task.name] = probe_task(
             task, emb, ok_rows, protocols, linear_kw, knn_kw, features
         )
+        res.outcomes[task.name] = {p: r.pop("outcomes") for p, r in res.tasks[task.name].items()}
         res.domains_of[task.name] = task.domain
     res.wall_s = time.perf_counter() - t0
     return res

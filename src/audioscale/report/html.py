@@ -15,6 +15,7 @@ from markupsafe import Markup
 from audioscale.evaluate import records
 from audioscale.report.cells import esc, est, figure_html, fmt, loo_mae, note, table
 from audioscale.report.figures import FigureRecord, make_figures
+from audioscale.report.paired import claims_html, sec_paired
 from audioscale.scaling.fits.common import col, is_trained
 from audioscale.scaling.schema import (
     Axes,
@@ -59,6 +60,7 @@ table{border-collapse:collapse;font-size:.85em;margin:.6em 0}
 td,th{border:1px solid #ddd;padding:.25em .5em;text-align:right}th{background:#f3f3f3}
 td:first-child,th:first-child{text-align:left}
 .verdict{background:#f6f8fa;border-left:4px solid #4a7;padding:.8em 1em}
+.claims{background:#f6f8fa;border-left:4px solid #4a7;padding:.6em 1em .6em 2em}
 .note{color:#a50;font-style:italic}.fig img{max-width:100%;height:auto}
 .caption{font-size:.85em;color:#555}.scroll{overflow-x:auto}
 """
@@ -98,9 +100,12 @@ def sec_headline(fits: Fits) -> str:
         ["verification", esc(h.verification or "–")],
     ]
     verdict = "" if fits.verdict is None else fits.verdict
-    return f"<h2>Headline</h2><p class='verdict'>{esc(verdict)}</p>" + table(
-        ["quantity", "value [95% CI]"], rows
-    )
+    words = f"<p class='verdict'>{esc(verdict)}</p>"
+    if h.claims:  # the claims are the first screen; the verdict's full words one click away
+        words = (
+            claims_html(fits) + f"<details><summary>The verdict in full</summary>{words}</details>"
+        )
+    return "<h2>Headline</h2>" + words + table(["quantity", "value [95% CI]"], rows)
 
 
 def _fit_rows(forms: dict[str, FitForm]) -> list[list[str]]:
@@ -371,10 +376,12 @@ def sec_learning(fits: Fits) -> str:
         label = "best random-init encoder" + (f" (mean of {n} init seeds)" if n > 1 else "")
         rows.append([label, esc(", ".join(br.run_ids or [br.run_id])),
                      fmt(br.suite), fmt(vb.margin_over_random_init)])  # fmt: skip
+        pv = (fits.paired or {}).get("vs_own_random_init") or {}
+        beat = (f"{pv['n_win']} of {pv['n_compared']} clear wins, {pv['n_tie']} ties"
+                if pv.get("n_compared") and pv["n_no_interval"] < pv["n_compared"]
+                else f"{own['n_beat']} of {own['n_compared']}")  # fmt: skip
         rows.append(["trained runs beating their own random init" + (" (mean)" if n > 1 else ""),
-                     "",
-                     esc(f"{own['n_beat']} of {own['n_compared']}"),
-                     fmt(own["mean_margin"])])  # fmt: skip
+                     "", esc(beat), fmt(own["mean_margin"])])  # fmt: skip
     if vb.logmel:
         rows.append(["log-mel baseline (standardised)", esc(vb.logmel.run_id),
                      fmt(vb.logmel.suite), fmt(vb.margin_over_logmel)])  # fmt: skip
@@ -508,6 +515,7 @@ def render_html(
             f"<h1>{esc(title)}</h1>",
             sec_headline(fits),
             sec_learning(fits),
+            sec_paired(fits),
             sec_score_vs_rankme(fits, by),
             sec_axes(fits),
             sec_laws(fits, by),

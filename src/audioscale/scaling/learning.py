@@ -173,52 +173,93 @@ def compute_buys_quality(trained: list[dict]) -> dict:
     return out
 
 
-def _baseline_sentences(vb: LearningBaselines) -> list[str]:
-    """Trained runs against random init and the log-mel baseline, in words."""
+def _baseline_sentences(vb: LearningBaselines, paired: dict | None = None) -> list[str]:
+    """Trained runs against random init and the log-mel baseline, in words: from the
+    paired intervals over test clips when recorded (``scaling.paired``), else from the
+    point margins against ``MARGIN``."""
+    p = paired or {}
     out = []
     if vb.margin_over_random_init is not None:
-        m = vb.margin_over_random_init
-        own = vb.vs_own_random_init or {}
-        verb = "beat" if m >= MARGIN else "did not clearly beat" if m > 0 else "did not beat"
-        br = vb.best_random_init or RandomInitMean()
-        n = br.seeds
-        what = (
-            f"the best random-init architecture (mean of {n} init seeds "
-            f"{br.suite:.3f}, range {br.suite_min:.3f}-{br.suite_max:.3f})"
-            if n > 1 else f"the best random-init encoder ({br.suite:.3f})"
-        )  # fmt: skip
-        mine = "the mean of their own architecture's random inits" if n > 1 else (
-            "the random-init encoder of their own architecture")  # fmt: skip
-        out.append(
-            f"Training {verb} random init: the best trained run scored "
-            f"{vb.best_trained.suite:.3f}, {m:+.3f} against {what}; "  # type: ignore[union-attr]
-            f"{own['n_beat']} of {own['n_compared']} trained runs beat {mine}."
-        )
+        out.append(_random_init_sentence(vb, p))
     if vb.margin_over_logmel is not None:
         m = vb.margin_over_logmel
+        iv = (p.get("best_vs_logmel") or {}).get("ci")
         how = (
-            "clearly beat" if m >= MARGIN
+            _paired_verb(p["best_vs_logmel"]["outcome"]) if iv
+            else "clearly beat" if m >= MARGIN
             else f"beat, by less than {MARGIN:g}," if m > 0
             else "did not beat"
         )  # fmt: skip
         out.append(
             f"The best trained run {how} the standardised log-mel baseline "
-            f"({vb.logmel.suite:.3f}): {m:+.3f}."  # type: ignore[union-attr]
+            f"({vb.logmel.suite:.3f}): {m:+.3f}{_ci_text(iv)}."  # type: ignore[union-attr]
         )
     return out
 
 
+def _paired_verb(outcome: str) -> str:
+    return {"win": "clearly beat", "tie": "tied with", "loss": "fell below"}[outcome]
+
+
+def plural(k: int, word: str) -> str:
+    """``1 tie``, ``2 ties``, ``0 losses``."""
+    return f"{k} {word}" if k == 1 else f"{k} {word}{'es' if word.endswith('s') else 's'}"
+
+
+def _ci_text(ci: list[float] | None) -> str:
+    return f" [{ci[0]:+.3f}, {ci[1]:+.3f}] (paired 95 % interval over test clips)" if ci else ""
+
+
+def _random_init_sentence(vb: LearningBaselines, p: dict) -> str:
+    m = vb.margin_over_random_init
+    assert m is not None
+    best = p.get("best_vs_best_random_init") or {}
+    iv = best.get("ci")
+    if iv:
+        verb = {"win": "beat", "tie": "did not clearly beat", "loss": "did not beat"}[
+            best["outcome"]]  # fmt: skip
+    else:
+        verb = "beat" if m >= MARGIN else "did not clearly beat" if m > 0 else "did not beat"
+    br = vb.best_random_init or RandomInitMean()
+    n = br.seeds
+    what = (
+        f"the best random-init architecture (mean of {n} init seeds "
+        f"{br.suite:.3f}, range {br.suite_min:.3f}-{br.suite_max:.3f})"
+        if n > 1 else f"the best random-init encoder ({br.suite:.3f})"
+    )  # fmt: skip
+    mine = "the mean of their own architecture's random inits" if n > 1 else (
+        "the random-init encoder of their own architecture")  # fmt: skip
+    vs = p.get("vs_own_random_init") or {}
+    if vs.get("n_compared") and vs["n_no_interval"] < vs["n_compared"]:
+        ties, losses = plural(vs["n_tie"], "tie"), plural(vs["n_loss"], "loss")
+        count = (
+            f"{vs['n_win']} of {vs['n_compared']} trained runs clearly beat {mine} "
+            f"(paired interval above 0; {ties}, {losses})"
+        )
+    else:
+        own = vb.vs_own_random_init or {}
+        count = f"{own.get('n_beat')} of {own.get('n_compared')} trained runs beat {mine}"
+    return (
+        f"Training {verb} random init: the best trained run scored "
+        f"{vb.best_trained.suite:.3f}, {m:+.3f}{_ci_text(iv)} against {what}; "  # type: ignore[union-attr]
+        f"{count}."
+    )
+
+
 def sentences(
-    learning: Learning | dict, verification: Verification | dict | None = None
+    learning: Learning | dict,
+    verification: Verification | dict | None = None,
+    paired: dict | None = None,
 ) -> list[str]:
-    """The verdict's plain words on learning, compute and the verification run."""
+    """The verdict's plain words on learning, compute and the verification run;
+    ``paired``: fits.json's ``paired`` section (intervals over test clips)."""
     if isinstance(learning, dict):
         learning = Learning.from_dict(learning)  # type: ignore[assignment]
     if isinstance(verification, dict):
         verification = Verification.from_dict(verification)
     vb = learning.baselines or LearningBaselines()  # type: ignore[union-attr]
     cb = learning.compute or {}  # type: ignore[union-attr]
-    out = _baseline_sentences(vb)
+    out = _baseline_sentences(vb, paired)
     per = cb.get("per_size", {})
     if per:
         rising = [k for k, v in per.items() if v["rises_overall"]]

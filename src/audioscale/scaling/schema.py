@@ -307,6 +307,7 @@ class Headline(Node):
     verification: str | None = None
     verification_predicted: Estimate | None = None
     verification_measured: float | None = None
+    claims: list[str] | None = None  # scaling.claims: one line per claim, with its interval
     verdict: str | None = None
 
 
@@ -328,6 +329,7 @@ class Fits(Node):
     axes: Axes | None = None
     learning: Learning | None = None
     verification: Verification | None = None
+    paired: dict | None = None  # scaling.paired: suite SEs and paired comparisons
     verdict: str | None = None
     headline: Headline | None = None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from audioscale.scaling.claims import claims
 from audioscale.scaling.learning import sentences as learning_sentences
 from audioscale.scaling.schema import Confounds, Estimate, Fits, typed
 
@@ -45,7 +46,7 @@ def verdict(fits: Fits | dict) -> str:
         )
     parts += _baseline_sentences(fits)
     if fits.learning is not None:
-        parts += learning_sentences(fits.learning, fits.verification)
+        parts += learning_sentences(fits.learning, fits.verification, fits.paired)
     loao = fits.axes.leave_one_axis_out if fits.axes else None
     parts += _axes_sentences(loao or {})
     chosen = svr.chosen_validation()
@@ -227,5 +228,6 @@ def headline(fits: Fits | dict) -> dict:
             "ci": pred.interval if pred else None,
         }
         out["verification_measured"] = ver.measured.suite if ver.measured else None
+    out["claims"] = claims(fits)
     out["verdict"] = fits.verdict
     return out

@@ -82,12 +82,17 @@ CREATE TABLE IF NOT EXISTS probes (
 CREATE TABLE IF NOT EXISTS run_info (
   run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (run_id, key)
 );
+CREATE TABLE IF NOT EXISTS outcomes (
+  run_id TEXT NOT NULL, task TEXT NOT NULL, protocol TEXT NOT NULL, data TEXT NOT NULL,
+  PRIMARY KEY (run_id, task, protocol)
+);
 """
 
 RESULT_COLUMNS = ResultRow.names()  # the results table's fixed columns, in record order
 SPECTRAL_KEYS = SpectralMetrics.names()
 SPECTRAL_COLUMNS = SpectralRow.names()
-PROBE_COLUMNS = ProbeRow.names()
+# a probe row's per-clip outcomes go to the ``outcomes`` table (see "Per-clip outcomes")
+PROBE_COLUMNS = [c for c in ProbeRow.names() if c != "outcomes"]
 TRAIN_COLS = [c for c in TrainMetricsRow.names() if c != "step"]
 CHECKPOINT_COLUMNS = ["run_id", "step", "fraction", *SPECTRAL_KEYS, "loss"]
 # spectral / probe fields that every row must carry (a row without one is refused)
@@ -265,7 +270,7 @@ class Store:
         spectral_sql = _insert("spectral", SPECTRAL_COLUMNS)
         probe_sql = _insert("probes", PROBE_COLUMNS)
         with self.tx() as db:
-            for table in ("train_metrics", "spectral", "probes", "run_info"):
+            for table in ("train_metrics", "spectral", "probes", "run_info", "outcomes"):
                 db.execute(f"DELETE FROM {table} WHERE run_id=?", (rid,))
             for row in _merge_steps(result.get("train_metrics", [])):
                 extra = {k: v for k, v in row.items() if k not in TRAIN_COLS and k != "step"}
@@ -278,6 +283,7 @@ class Store:
                 db.execute(spectral_sql, (rid, *_spectral_values(s)))
             for p in result.get("probes", []):
                 db.execute(probe_sql, (rid, *_probe_values(p)))
+                _record_outcomes(db, rid, p)
             for k, v in info.items():
                 db.execute("INSERT INTO run_info VALUES (?,?,?)", (rid, k, json.dumps(v)))
             db.execute(
@@ -330,6 +336,17 @@ class Store:
         for r in rows:
             r["settings"] = json.loads(r["settings"] or "{}")
         return rows
+
+    def outcomes(self, protocol: str | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per-clip outcomes: run_id → task → protocol → ``ClipOutcomes.to_dict`` (of one
+        ``protocol`` when given); runs recorded without them are absent."""
+        q = "SELECT * FROM outcomes" + (" WHERE protocol=?" if protocol else "")
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for r in self.db.execute(q, (protocol,) if protocol else ()):
+            out.setdefault(r["run_id"], {}).setdefault(r["task"], {})[r["protocol"]] = json.loads(
+                r["data"]
+            )
+        return out
 
     def _primary(self, info: dict[str, Any]) -> tuple:
         return (
@@ -487,6 +504,21 @@ def _probe_values(p: dict[str, Any]) -> list[Any]:
     conv = {"score": finite_or_none,
             "settings": lambda v: json.dumps({} if v is None else v, sort_keys=True)}  # fmt: skip
     return [conv.get(c, _same)(p.get(c)) for c in PROBE_COLUMNS]
+
+
+# ---------------------------------------------------------------- per-clip outcomes
+# A probe row's ``outcomes`` (``uncertainty.ClipOutcomes.to_dict``: each test clip's
+# outcome, keyed by clip) live in their own table, one JSON text per (run, task,
+# protocol), so the results table stays one number per cell and a study recorded before
+# they existed opens unchanged (the fits then say that no interval can be given).
+
+
+def _record_outcomes(db: sqlite3.Connection, rid: str, p: dict[str, Any]) -> None:
+    if p.get("outcomes"):
+        db.execute(
+            "INSERT OR REPLACE INTO outcomes VALUES (?,?,?,?)",
+            (rid, p["task"], p["protocol"], json.dumps(p["outcomes"])),
+        )
 
 
 def _same(v: Any) -> Any:

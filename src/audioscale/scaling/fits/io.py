@@ -24,11 +24,25 @@ def load_store_rows(study_dir: str | Path) -> tuple[list[dict], list[dict]]:
         store.close()
 
 
+def load_store_outcomes(study_dir: str | Path) -> dict:
+    """Per-clip test outcomes of every run (``Store.outcomes``); {} without a store."""
+    db = Path(study_dir) / "study.db"
+    if not db.is_file():
+        return {}
+    from audioscale.sweep.store import Store
+
+    store = Store(db)
+    try:
+        return store.outcomes()
+    finally:
+        store.close()
+
+
 def fit_study(study_dir: str | Path, settings: FitSettings | None = None) -> dict:
     """Fit a study's results and write STUDY_DIR/fits.json atomically; returns the dict."""
     rows, ckpt = load_store_rows(study_dir)
     if not rows:
         raise DataError(f"{Path(study_dir) / 'study.db'}: no finished runs to fit")
-    fits = fit_results(rows, ckpt, settings)
+    fits = fit_results(rows, ckpt, settings, outcomes=load_store_outcomes(study_dir))
     atomic_save_json(Path(study_dir) / "fits.json", fits)
     return fits

@@ -23,6 +23,7 @@ from audioscale.scaling.fits.sections import (
     model_selection,
 )
 from audioscale.scaling.learning import compute_buys_quality, versus_baselines
+from audioscale.scaling.paired import load_outcomes, paired_section
 from audioscale.scaling.schema import typed
 from audioscale.scaling.verdict import headline, verdict
 from audioscale.scaling.verify import verification_for
@@ -30,9 +31,15 @@ from audioscale.utils import float_or_nan
 
 
 def fit_results(
-    rows: list[dict], ckpt_rows: list[dict] | None = None, settings: FitSettings | None = None
+    rows: list[dict],
+    ckpt_rows: list[dict] | None = None,
+    settings: FitSettings | None = None,
+    outcomes: dict | None = None,
 ) -> dict:
-    """Every fit of a study from result rows (pure); returns the fits.json dict."""
+    """Every fit of a study from result rows (pure); returns the fits.json dict.
+    ``outcomes``: per-clip test outcomes as ``Store.outcomes()`` returns them (the paired
+    comparisons, ``scaling.paired``; without them every comparison says it has no
+    interval)."""
     s = settings or FitSettings()
     ckpt_rows = ckpt_rows or []
     trained = [r for r in rows if is_trained(r)]
@@ -78,14 +85,24 @@ def fit_results(
         "leave_one_axis_out": leave_one_axis_out(trained, n_resamples=s.n_resamples, seed=s.seed),
         "residuals": axis_residuals(trained),
     }
-    fits["learning"] = {
-        "baselines": versus_baselines(trained, others),
-        "compute": compute_buys_quality(trained),
-    }
-    fits["verification"] = verification_for(
-        trained, verify_rows, clean(fits["joint"]), s.seed, s.n_resamples_joint, s.level
-    )
+    fits |= _learning_sections(trained, others, verify_rows, fits["joint"], outcomes, s)
     fits = clean(fits)
     fits["verdict"] = verdict(typed(fits))
     fits["headline"] = headline(typed(fits))
     return fits
+
+
+def _learning_sections(trained, others, verify_rows, joint, outcomes, s: FitSettings) -> dict:
+    """``learning``, ``paired`` (per-clip outcomes: ``scaling.paired``) and
+    ``verification``."""
+    clips, protocol = load_outcomes(outcomes or {})
+    return {
+        "learning": {
+            "baselines": versus_baselines(trained, others),
+            "compute": compute_buys_quality(trained),
+        },
+        "paired": paired_section(trained, others + verify_rows, clips, protocol, s),
+        "verification": verification_for(
+            trained, verify_rows, clean(joint), s.seed, s.n_resamples_joint, s.level
+        ),
+    }
