@@ -180,3 +180,51 @@ def test_a_folder_of_another_trunk_is_refused(pool, tmp_path):
         trunk.check_trunk(tdir, _cfg(pool, cache, "train.steps=8", "train.seed=3"))
     with pytest.raises(ConfigError, match="wsd"):
         trunk.train_branch(_cfg(pool, cache, "train.schedule=cosine"), tmp_path / "x", tdir)
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def _sweep(budgets: list[int], fraction: float, schedule: str = "wsd"):
+    from audioscale.sweep.spec import load_sweep
+
+    train = {"schedule": schedule, "cooldown_fraction": fraction, "batch_size": 32}
+    return load_sweep({
+        "name": "x", "base": {"data": {"pool": "p", "clip_seconds": 1.0}, "train": train},
+        "axes": {"size": ["atto", "femto", "pico"], "steps": budgets},
+        "baselines": {"random_init": False, "logmel_stats": True},
+    })  # fmt: skip
+
+
+def test_sweep_cost_trunks_and_branches_against_scratch():
+    from audioscale.sweep.cost import describe_cost, sweep_cost
+
+    c = sweep_cost(_sweep([1000, 2000, 4000], 0.2).jobs)  # per size: trunk 3,200 + 1,400
+    assert (c["trunk_steps"], c["branch_steps"], c["scratch_steps"]) == (9600, 4200, 21000)
+    assert c["ratio"] == pytest.approx(13800 / 21000) and c["ratio"] <= 0.7
+    five = sweep_cost(_sweep([500, 1000, 2000, 4000, 8000], 0.2).jobs)
+    assert five["steps"] == 3 * (6400 + 3100) and five["ratio"] <= 0.65
+    cos = sweep_cost(_sweep([1000, 2000, 4000], 0.2, "cosine").jobs)
+    assert cos["steps"] == cos["scratch_steps"] == 21000 and cos["trunk_steps"] == 0
+    assert describe_cost(c) == (
+        "training 13,800 steps (trunks 9,600 + branches 4,200) instead of 21,000 from "
+        "scratch (0.66x)"
+    )
+
+
+def test_branches_share_a_trunk_run_shortest_first_and_avoid_a_busy_trunk():
+    from audioscale.sweep.cost import order_jobs, trunk_of
+    from audioscale.sweep.local import next_job
+
+    jobs = _sweep([1000, 2000, 4000], 0.2).jobs
+    trained = [j for j in jobs if j.kind == "trained"]
+    assert all(len(j.branches) == 3 for j in trained)
+    assert len({trunk_of(j) for j in trained}) == 3
+    order = order_jobs(jobs)
+    assert order[-1].kind == "baseline"
+    sizes = [j.config.model.preset for j in order[:9]]
+    assert sizes == ["pico"] * 3 + ["femto"] * 3 + ["atto"] * 3  # the costliest trunk first
+    assert [j.config.train.steps for j in order[:3]] == [1000, 2000, 4000]
+    # pico's 1,000-step branch is extending the trunk: the next worker takes femto
+    assert order[next_job(order[1:], [order[0]]) + 1].config.model.preset == "femto"
+    assert next_job(order[1:3], [order[0]]) == 0  # nothing else to do: wait on the lock
