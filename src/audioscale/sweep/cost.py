@@ -86,6 +86,11 @@ def describe_cost(c: dict) -> str:
             f"({c['ratio']:.2f}x)")  # fmt: skip
 
 
+def short_cost(c: dict) -> str:
+    """The progress bar's note: ``13,800 of 21,000 steps`` (with trunks), else ""."""
+    return f"{c['steps']:,} of {c['scratch_steps']:,} steps" if c["trunk_steps"] else ""
+
+
 def order_jobs(jobs: list[Job]) -> list[Job]:
     """The execution order (module docstring)."""
     group_cost: dict[str, float] = {}

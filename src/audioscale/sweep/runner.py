@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from audioscale.errors import AudioscaleError, ConfigError
-from audioscale.sweep.cost import describe_cost, order_jobs, sweep_cost
+from audioscale.sweep.cost import describe_cost, order_jobs, short_cost, sweep_cost
 from audioscale.sweep.spec import TRAINED_KINDS, Job, Sweep, attach_trunks, load_sweep
 from audioscale.sweep.store import Store
 from audioscale.utils import atomic_write_text, progress_bar
@@ -84,9 +84,9 @@ def study_lock(study_dir: Path) -> Iterator[None]:
         yield
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool, note: str = ""):
     bar = progress_bar("sweep", enabled, transient=False)
-    task = bar.add_task("", total=total)
+    task = bar.add_task(note, total=total)
 
     def on_done(job: Job, ok: bool, reason: str) -> None:
         if enabled:
@@ -151,7 +151,7 @@ def run_sweep(
             if progress and todo:
                 print(f"audioscale: {sweep.name}: {describe_cost(cost)}", file=sys.stderr)
             execute(todo, study_dir, store, ctx, job_fn or run_job, executor, workers, s,
-                    address, progress)  # fmt: skip
+                    address, progress, short_cost(cost))  # fmt: skip
             summary = store.status(workers)
             summary["exports"] = {k: str(v) for k, v in store.export(study_dir).items()}
     summary["study_dir"] = str(study_dir)
@@ -212,8 +212,9 @@ def apply_tuned_lr(sweep: Sweep, study_dir: Path) -> Sweep:
     return dataclasses.replace(sweep, jobs=jobs)
 
 
-def execute(todo, study_dir, store, ctx, job_fn, executor, workers, s, address, progress):
-    bar, on_done = _progress(len(todo), progress)
+def execute(todo, study_dir, store, ctx, job_fn, executor, workers, s, address, progress,
+            note=""):  # fmt: skip
+    bar, on_done = _progress(len(todo), progress, note)
     with bar:
         if executor == "ray":
             from audioscale.sweep.ray_executor import run_ray
