@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from audioscale.report.paired import sec_paired
 from audioscale.scaling.fits import FitSettings, fit_results
 from audioscale.scaling.learning import sentences
 from audioscale.scaling.paired import NO_OUTCOMES, load_outcomes, paired_section
+from audioscale.scaling.schema import typed
 from audioscale.uncertainty import ClipOutcomes
 
 S = FitSettings(n_resamples=300)
@@ -162,3 +164,26 @@ def test_headline_claims_and_verdict_follow_the_intervals(study):
     assert "(paired interval above 0; 1 tie, 0 losses)" in words
     assert "clearly beat the standardised log-mel baseline" in words
     assert f["paired"]["protocol"] == "linear" and f["paired"]["n_resamples"] == 200
+
+
+def test_label_oracle_never_picks_on_test_scores(study):
+    # without validation scores (a kNN-only study, or runs recorded without outcomes) the
+    # label oracle would have to look at the test split: there is no oracle, and no
+    # RankMe-vs-oracle difference, rather than one picked by test scores
+    trained, others, oc = study
+    knn = {
+        rid: {
+            t: ClipOutcomes("accuracy", o.clips, o.folds, correct=o.correct) for t, o in v.items()
+        }
+        for rid, v in oc.items()
+    }  # the same outcomes, no validation score
+    for outcomes in (knn, {}):
+        p = paired_section(trained, others, outcomes, "knn", S)
+        sel = p["rankme_selector"]
+        assert len(sel["per_budget"]) == 2
+        for b in sel["per_budget"]:
+            assert b["oracle"] is None and b["value"] is None and b["oracle_by"] is None
+            assert b["rankme_pick"] in ("B-small", "B-big") and b["note"]
+        assert "overall" not in sel and sel["note"]
+        html = sec_paired(typed({"paired": p}))
+        assert "None" not in html and "no label oracle" in html
