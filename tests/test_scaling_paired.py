@@ -187,3 +187,16 @@ def test_label_oracle_never_picks_on_test_scores(study):
         assert "overall" not in sel and sel["note"]
         html = sec_paired(typed({"paired": p}))
         assert "None" not in html and "no label oracle" in html
+
+
+def test_suite_se_intervals_follow_the_level(study):
+    # the section says level 0.5: every interval in it, the per-run suite ones included,
+    # is a 50 % interval (the 25 and 75 % quantiles of the same resamples)
+    trained, others, oc = study
+    wide = paired_section(trained, others, oc, "linear", S)
+    narrow = paired_section(trained, others, oc, "linear", FitSettings(n_resamples=300, level=0.5))
+    assert narrow["level"] == 0.5
+    for rid, w in wide["suite_se"].items():
+        n = narrow["suite_se"][rid]
+        assert n["se"] == w["se"]  # the same resamples
+        assert w["ci"][0] < n["ci"][0] < n["ci"][1] < w["ci"][1]

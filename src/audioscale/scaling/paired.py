@@ -231,7 +231,7 @@ def paired_section(
     se = {}
     for rid in run_ids(rows):
         if rid in outcomes:
-            u = U.suite_se(outcomes[rid], n_resamples=s.n_resamples, seed=s.seed)
+            u = U.suite_se(outcomes[rid], n_resamples=s.n_resamples, seed=s.seed, level=s.level)
             se[rid] = {
                 "suite": u["value"],
                 "se": u["se"],
