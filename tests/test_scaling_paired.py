@@ -200,3 +200,14 @@ def test_suite_se_intervals_follow_the_level(study):
         n = narrow["suite_se"][rid]
         assert n["se"] == w["se"]  # the same resamples
         assert w["ci"][0] < n["ci"][0] < n["ci"][1] < w["ci"][1]
+
+
+def test_claims_without_any_standard_error(study):
+    # one resample gives no SE for any run: the headline says so instead of failing on
+    # the range of an empty list of SEs
+    trained, others, oc = study
+    f = fit_results(
+        trained + others, [], FitSettings(n_resamples=1, n_resamples_joint=10), outcomes=_raw(oc)
+    )
+    assert all(v["se"] is None for v in f["paired"]["suite_se"].values())
+    assert not any(c.startswith("Suite score SE") for c in f["headline"]["claims"])

@@ -54,9 +54,8 @@ def _law_claims(fits: Fits) -> list[str]:
 def _paired_claims(p: dict) -> list[str]:
     out = []
     how = f"paired over test clips, {p.get('level', 0.95):.0%}, {p.get('n_resamples')} resamples"
-    se = p.get("suite_se") or {}
-    if se:
-        ses = [v["se"] for v in se.values() if v.get("se") is not None]
+    ses = [v["se"] for v in (p.get("suite_se") or {}).values() if v.get("se") is not None]
+    if ses:
         out.append(
             f"Suite score SE over test clips: {min(ses):.4f}-{max(ses):.4f} ({len(ses)} runs)"
         )
