@@ -211,3 +211,14 @@ def test_claims_without_any_standard_error(study):
     )
     assert all(v["se"] is None for v in f["paired"]["suite_se"].values())
     assert not any(c.startswith("Suite score SE") for c in f["headline"]["claims"])
+
+
+def test_verification_claim_without_a_suite_prediction():
+    # the joint law refitted at the run gave no value: the claim says n/a (as the verdict's
+    # verification sentence does) instead of failing to format None
+    from audioscale.scaling.claims import claims
+
+    ver = {"run": {"preset": "nano", "steps": 10}, "run_id": "v", "outcome": "hit",
+           "predicted": {"suite": None, "interval": None}, "measured": {"suite": 0.6}}  # fmt: skip
+    (line,) = claims({"verification": ver})
+    assert line == "Verification run: predicted suite n/a, measured 0.600: hit"

@@ -91,7 +91,8 @@ def _verification_claim(fits: Fits) -> list[str]:
     if v is None or v.run is None or not v.predicted:
         return []
     iv = v.predicted.interval
-    pred = f"{v.predicted.suite:.3f}" + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "")
+    ps = v.predicted.suite
+    pred = "n/a" if ps is None else f"{ps:.3f}" + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "")
     meas = v.measured.suite if v.measured else None
     se = ((fits.paired or {}).get("suite_se") or {}).get(v.run_id or "", {}).get("se")
     m = "not run" if meas is None else f"{meas:.3f}" + (f" ± {se:.3f} SE" if se else "")
