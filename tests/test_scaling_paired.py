@@ -222,3 +222,16 @@ def test_verification_claim_without_a_suite_prediction():
            "predicted": {"suite": None, "interval": None}, "measured": {"suite": 0.6}}  # fmt: skip
     (line,) = claims({"verification": ver})
     assert line == "Verification run: predicted suite n/a, measured 0.600: hit"
+
+
+def test_verdict_names_the_level_of_its_intervals(study):
+    # a fit at level 0.5 gives 50 % intervals: the verdict's words say 50 %, not 95 %
+    trained, others, oc = study
+    f = fit_results(
+        trained + others,
+        [],
+        FitSettings(n_resamples=200, n_resamples_joint=10, level=0.5),
+        outcomes=_raw(oc),
+    )
+    words = " ".join(sentences(f["learning"], None, f["paired"]))
+    assert "(paired 50 % interval over test clips)" in words and "95 %" not in words
