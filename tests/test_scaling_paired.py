@@ -235,3 +235,12 @@ def test_verdict_names_the_level_of_its_intervals(study):
     )
     words = " ".join(sentences(f["learning"], None, f["paired"]))
     assert "(paired 50 % interval over test clips)" in words and "95 %" not in words
+
+
+def test_malformed_outcomes_are_a_one_line_error_naming_run_and_task():
+    from audioscale.errors import DataError
+
+    bad = {"metric": "accuracy", "clips": ["a", "b"], "folds": [0, 0], "correct": [1]}
+    for entry, why in ((bad, "disagree"), ({"metric": "accuracy"}, "no .correct.")):
+        with pytest.raises(DataError, match=f"run r1, task pitch, linear: .*{why}"):
+            load_outcomes({"r1": {"pitch": {"linear": entry}}})

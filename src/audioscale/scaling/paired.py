@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 
 from audioscale import uncertainty as U
+from audioscale.errors import DataError
 from audioscale.scaling.fits.common import FitSettings, col, run_ids
 from audioscale.scaling.learning import _arch, random_init_means
 from audioscale.utils import finite_or_none
@@ -44,15 +45,23 @@ NO_ORACLE = "no label oracle: validation scores not recorded (test scores never 
 
 def load_outcomes(raw: dict[str, dict[str, dict[str, dict]]]) -> tuple[dict, str | None]:
     """run_id → task → ClipOutcomes of the primary protocol (linear when any run has it),
-    from ``Store.outcomes()``; and that protocol (None when nothing was recorded)."""
+    from ``Store.outcomes()``; and that protocol (None when nothing was recorded). A
+    malformed entry is a DataError naming its run, task and protocol."""
     protos = {p for tasks in raw.values() for by in tasks.values() for p in by}
     if not protos:
         return {}, None
     proto = "linear" if "linear" in protos else sorted(protos)[0]
-    out = {
-        rid: {t: U.ClipOutcomes.from_dict(by[proto]) for t, by in tasks.items() if proto in by}
-        for rid, tasks in raw.items()
-    }
+    out: dict = {}
+    for rid, tasks in raw.items():
+        out[rid] = {}
+        for t, by in tasks.items():
+            if proto not in by:
+                continue
+            try:
+                out[rid][t] = U.ClipOutcomes.from_dict(by[proto])
+            except (KeyError, IndexError, TypeError, ValueError) as e:
+                why = f"no {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
+                raise DataError(f"study.db outcomes: run {rid}, task {t}, {proto}: {why}") from None
     return out, proto
 
 
