@@ -178,10 +178,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="Also write the JSON here.")
     args = ap.parse_args()
     res = measure(args)
-    print(table(res))
-    print(json.dumps(res))
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
+    print(table(res))
+    print(json.dumps(res))
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ class SizeSpec:
 SIZES = {
     "small": SizeSpec(
         lang_per_class=24,
-        speaker_per_class=8,
+        speaker_per_class=14,
         digit_langs=("en-us", "es"),
         digit_variants=6,
         family_per_class=8,

@@ -38,6 +38,7 @@ from audioscale.data.demo.splits import (
     split_counts,
 )
 from audioscale.data.synth import GM_FAMILIES, SoundfontRenderer
+from audioscale.errors import DataError
 
 ESPEAK_VARIANTS = (
     "m1",
@@ -114,6 +115,11 @@ def plan_file_folds(
     labels: dict[str, Counter] = {}
     for f in chosen:
         labels.setdefault(f.group, Counter())[f.label] += 1
+    if len(labels) < 2:
+        raise DataError(
+            f"demo task {task}: {len(labels)} {source} group(s) kept from the pool, "
+            "a K-fold task needs at least 2 (are the source files complete?)"
+        )
     fold_of = assign_folds(labels, k, seeded_rng(seed, task, "folds"))
     for f in sorted(chosen, key=lambda f: f.origin):
         _file_clip(plan, task, f, fold_of[f.group], source)
