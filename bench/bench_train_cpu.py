@@ -15,7 +15,10 @@ A/B mode (``--ab``): for each preset x threads x crop length, every variant of
 ``--variants`` gets its own model and optimiser (same seed), then the variants take
 turns, ``--steps`` steps each, for ``--rounds`` rounds, so a busy moment of a shared
 machine slows them alike. Reported: the median steps/s over rounds and the median of the
-per-round ratio to ``today`` (the route before issue 23) or to the first variant.
+per-round ratio to ``today`` (the route before issue 23) or to the first variant; the
+same from the process's CPU time (``time.process_time``: steps per CPU second), which a
+busy machine distorts less than wall time since time spent descheduled is not counted
+(at one thread it is the step's own compute; at two it sums both threads).
 Variants:
 
 - ``today``: the step before issue 23: norm-pix targets by ``mean`` / ``var`` (Welford),
@@ -30,8 +33,10 @@ Variants:
   (first 3 steps' wall minus 3 steady steps) is reported with the steps at which it pays.
 
 Every cell also gets the achieved GFLOP/s (``train_flops_per_example``, the accounting's
-3 x forward matmul FLOPs) and its fraction of this machine's single-thread fp32 matmul
-peak, measured at the start (best of ``torch.mm`` at n = 256, 512, 1024, one thread).
+3 x forward matmul FLOPs) per wall and per CPU second, and the latter's fraction of this
+machine's single-thread fp32 matmul peak, measured at the start in CPU time (best of
+``torch.mm`` at n = 256, 512, 1024, one thread; at two threads the fraction is per CPU
+second, i.e. it falls when the second thread adds little).
 ``--profile`` prints where one step's time goes (torch.profiler, one thread, ``current``).
 ``--interop N`` sets ``torch.set_num_interop_threads`` first (once per process).
 
@@ -70,7 +75,8 @@ DEV = torch.device("cpu")
 
 
 def matmul_peak() -> dict:
-    """Single-thread fp32 ``torch.mm`` GFLOP/s at n = 256, 512, 1024 (best of 5 blocks)."""
+    """Single-thread fp32 ``torch.mm`` GFLOP/s at n = 256, 512, 1024 (best of 5 blocks),
+    per CPU second of this process (a shared machine's descheduled time not counted)."""
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     out = {}
@@ -79,10 +85,10 @@ def matmul_peak() -> dict:
         reps = max(2, int(2e9 / (2 * n**3)))
         best = float("inf")
         for _ in range(5):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             for _ in range(reps):
                 torch.mm(a, b)
-            best = min(best, (time.perf_counter() - t0) / reps)
+            best = min(best, (time.process_time() - t0) / reps)
         out[n] = 2 * n**3 / best / 1e9
     torch.set_num_threads(old)
     return out
@@ -153,12 +159,13 @@ class Cell:
         with torch.backends.mkldnn.flags(enabled=self.mkldnn):
             train_step(self.net, self.opt, self.mel, noise, self.lr, self.precision, 1.0)
 
-    def run(self, start: int, n: int) -> float:
-        """Steps/s of ``n`` steps from step ``start``."""
-        t0 = time.perf_counter()
+    def run(self, start: int, n: int) -> tuple[float, float]:
+        """(steps per wall second, steps per CPU second of this process) of ``n`` steps
+        from step ``start``."""
+        t0, c0 = time.perf_counter(), time.process_time()
         for k in range(start, start + n):
             self.step(k)
-        return n / (time.perf_counter() - t0)
+        return n / (time.perf_counter() - t0), n / (time.process_time() - c0)
 
 
 def time_cell(preset: str, batch: int, threads: int, seconds: float, frames: int) -> dict:
@@ -193,16 +200,19 @@ def ab_cells(preset: str, threads: int, frames: int, args, peak: float) -> list[
         t0 = time.perf_counter()
         cells[v].run(0, 3)
         warm[v] = time.perf_counter() - t0
-    rates = {v: [] for v in cells}
+    rates, cpu = {v: [] for v in cells}, {v: [] for v in cells}
     for r in range(args.rounds):
         for v, c in cells.items():
-            rates[v].append(c.run(3 + r * args.steps, args.steps))
+            wall_rate, cpu_rate = c.run(3 + r * args.steps, args.steps)
+            rates[v].append(wall_rate)
+            cpu[v].append(cpu_rate)
     ref = "today" if "today" in cells else args.variants[0]
     load = os.getloadavg()[0]
     out = []
     for v, c in cells.items():
         sps = statistics.median(rates[v])
-        gf = sps * args.batch * c.flops / 1e9
+        cps = statistics.median(cpu[v])
+        gf, gf_cpu = (x * args.batch * c.flops / 1e9 for x in (sps, cps))
         row = {
             "preset": preset,
             "threads": threads,
@@ -211,8 +221,11 @@ def ab_cells(preset: str, threads: int, frames: int, args, peak: float) -> list[
             "variant": v,
             "steps_per_s": round(sps, 2),
             "speedup_vs_" + ref: round(statistics.median(map(_ratio, rates[v], rates[ref])), 3),
+            "steps_per_cpu_s": round(cps, 2),
+            "cpu_speedup_vs_" + ref: round(statistics.median(map(_ratio, cpu[v], cpu[ref])), 3),
             "gflops_per_s": round(gf, 1),
-            "frac_of_1t_peak": round(gf / peak, 3),
+            "gflops_per_cpu_s": round(gf_cpu, 1),
+            "frac_of_1t_peak": round(gf_cpu / peak, 3),
             "load1": round(load, 2),
         }
         if v == "compile":
