@@ -91,15 +91,18 @@ def test_constant_encoder_scores_at_chance(demo_small, cache, logmel_json):
     res = evaluate(Constant(), [demo_small / "tasks"], cache_dir=cache, progress=False,
                    linear_kw={"epochs": 50})  # fmt: skip
     for name, r in res.tasks.items():
-        test = [row["label"] for row in load_task(demo_small / "tasks" / name).rows
-                if row["split"] == "test"]  # fmt: skip
-        shares = {n / len(test) for n in Counter(test).values()}
+        task = load_task(demo_small / "tasks" / name)
+        lin, knn = r["linear"], r["knn"]
         # standardised, every clip's features are zeros: the linear probe gives one
         # prediction for every test clip, so its score is one class's share of the test
-        # split; kNN sees all similarities tied, so its votes carry no label information
-        lin, knn = r["linear"], r["knn"]
+        # split (of each fold's, for a K-fold task); kNN sees all similarities tied, so
+        # its votes carry no label information
+        for fold, score in zip(task.folds or ["test"], lin.get("fold_scores", [lin["score"]]),
+                               strict=True):  # fmt: skip
+            test = [row["label"] for row in task.rows if row["split"] == fold]
+            shares = {0.0} | {n / len(test) for n in Counter(test).values()}  # 0: a class absent
+            assert any(abs(score - v) < 1e-9 for v in shares), (name, fold, lin)
         assert lin["settings"]["features"] == knn["settings"]["features"] == "standardised"
-        assert any(abs(lin["score"] - v) < 1e-9 for v in shares), (name, lin)
         assert knn["score"] <= knn["chance"] + 0.1, (name, knn)
     assert res.suite < logmel_json["suite"] - 0.1
 

@@ -148,6 +148,51 @@ def test_loss_only_on_masked_patches(family):
     torch.testing.assert_close(out.loss, want)
 
 
+def test_attention_matches_explicit_softmax_with_gradients():
+    # Attention (fused qkv, unbind, SDPA) against softmax(q k^T / sqrt(d_h)) v written out
+    # in float64 with the same weights, key-padding mask included. Outputs are O(1) sums
+    # of ~8-25 float32 products: atol/rtol 1e-5 (~100 ulp); gradients the same.
+    from audioscale.models.blocks import Attention
+
+    torch.manual_seed(0)
+    att = Attention(32, 4)
+    x = torch.randn(3, 9, 32, requires_grad=True)
+    mask = torch.ones(3, 1, 1, 9, dtype=torch.bool)
+    mask[1, ..., 6:] = False
+    y = att(x, mask)
+    x64 = x.detach().double().requires_grad_()
+    w, bias = att.qkv.weight.double(), att.qkv.bias.double()
+    q, k, v = (x64 @ w.T + bias).view(3, 9, 3, 4, 8).permute(2, 0, 3, 1, 4)
+    a = (q @ k.transpose(-2, -1) / 8**0.5).masked_fill(~mask, float("-inf")).softmax(-1)
+    o = (a @ v).transpose(1, 2).reshape(3, 9, 32)
+    want = o @ att.proj.weight.double().T + att.proj.bias.double()
+    torch.testing.assert_close(y.double(), want, rtol=1e-5, atol=1e-5)
+    g = torch.randn(3, 9, 32)
+    y.backward(g)
+    want.backward(g.double())
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_norm_pix_targets_match_mean_var_formula_with_gradients():
+    # targets() is one layer_norm kernel (issue #23, CPU step); the reference is the MAE
+    # formula it replaced, in float64. Patches of log-mel dB sit far from zero (offset
+    # -45 dB), where a one-pass variance would lose digits; the Welford/two-pass kernels
+    # both stay at float32 rounding: values of order 1 -> atol/rtol 1e-5 (~100 ulp), and
+    # the same for the gradient through a random upstream weight.
+    m = make()
+    g = torch.Generator().manual_seed(2)
+    p = (torch.randn(4, 25, 256, generator=g) * 20 - 45).requires_grad_()
+    p64 = p.detach().double().requires_grad_()
+    mean, var = p64.mean(-1, keepdim=True), p64.var(-1, unbiased=False, keepdim=True)
+    want = (p64 - mean) / (var + 1e-6).sqrt()
+    got = m.targets(p)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+    w = torch.randn(4, 25, 256, generator=g)
+    (got * w).sum().backward()
+    (want * w.double()).sum().backward()
+    torch.testing.assert_close(p.grad.double(), p64.grad, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_determinism_and_seeded_masks(family):
     x = mel_batch(2, 64, 100)

@@ -297,3 +297,23 @@ def test_map_outcomes_give_back_the_task_score():
     unc = res.suite_uncertainty("knn")["tasks"]["multi"]
     assert unc["value"] == pytest.approx(res.tasks["multi"]["knn"]["score"], abs=1e-9)
     assert res.outcomes["multi"]["knn"].labels.shape == (30, 3)
+
+
+def test_kfold_outcomes_number_folds_by_fold_not_by_position():
+    # an encoder that lost every clip of fold2 must still label fold3's clips as fold3,
+    # as the encoder that has them all does: the bootstrap stratifies by this label and
+    # draws its resamples from it, so two encoders pair only when their labels agree
+    from audioscale import uncertainty as U
+
+    x, y = clusters(90, c=3)
+    splits = [f"fold{1 + i % 3}" for i in range(90)]
+    task = make_task("k", "music", y, splits)
+    ok = np.array([s != "fold2" for s in splits])
+    full = evaluate_embeddings("a", [task], [x], protocols=["knn"]).outcomes["k"]["knn"]
+    part = evaluate_embeddings("b", [task], [x[ok]], [ok], protocols=["knn"]).outcomes["k"]["knn"]
+    common = full.take(part.clips)
+    assert common.folds.tolist() == part.folds.tolist()
+    # the same outcomes under both labellings pair exactly: a zero-width interval at 0
+    same = U.ClipOutcomes("accuracy", part.clips, part.folds, correct=common.correct)
+    d = U.paired_difference({"k": common}, [{"k": same}])
+    assert d["ci"] == [0.0, 0.0]

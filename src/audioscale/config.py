@@ -141,7 +141,7 @@ class TrainConfig(Strict):
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    compile: bool = False
+    compile: bool = False  # torch.compile; on CPU pays only for long runs (bench/RESULTS.md)
     threads: int | None = Field(None, gt=0)
     checkpoint_fractions: list[float] = Field(
         default_factory=lambda: [1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2]

@@ -276,18 +276,21 @@ def outcome_word(ci: Sequence[float] | None) -> str | None:
 
 
 def suite_se(
-    encoder: dict[str, ClipOutcomes], n_resamples: int = N_RESAMPLES, seed: int = SEED
+    encoder: dict[str, ClipOutcomes],
+    n_resamples: int = N_RESAMPLES,
+    seed: int = SEED,
+    level: float = LEVEL,
 ) -> dict:
-    """One encoder's suite score with its SE and interval, and each task's."""
+    """One encoder's suite score with its SE and interval (at ``level``), and each task's."""
     per_task, _ = match([encoder])
     if not per_task:
-        return summary(float("nan"), np.array([]))
+        return summary(float("nan"), np.array([]), level)
     point, draws = suite_draws(per_task, n_resamples, seed)
-    out = summary(point[0], draws[0])
+    out = summary(point[0], draws[0], level)
     out["tasks"] = {}
     for t, (o,) in per_task.items():
         full = task_scores(o, np.ones((1, len(o.clips))))[0]
-        out["tasks"][t] = summary(full, task_draws(o, t, n_resamples, seed))
+        out["tasks"][t] = summary(full, task_draws(o, t, n_resamples, seed), level)
     return out
 
 

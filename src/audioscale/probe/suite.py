@@ -258,14 +258,14 @@ def probe_task(
     per: dict[str, list[dict]] = {p: [] for p in protocols}
     chances = []
     n_test = 0
-    tested: list[tuple[int, np.ndarray]] = []  # (fold number, test positions)
-    for _, tr, va, te in folds_of(task, ok_rows):
+    tested: list[tuple[int, np.ndarray]] = []  # (fold number in the task, test positions)
+    for fold, (_, tr, va, te) in enumerate(folds_of(task, ok_rows)):
         if len(tr) == 0 or len(te) == 0:
             continue
         va = va if len(va) else tr
         emb = standardise_on(raw, tr) if features == "standardised" else raw
         n_test += len(te)
-        tested.append((len(tested), te))
+        tested.append((fold, te))
         chances.append(chance(task.metric, y[tr], y[te]))
         common = {"n_classes": n_classes, "metric": task.metric, "multilabel": task.multilabel}
         if "linear" in per:

@@ -48,8 +48,8 @@ def sec_paired(fits: Fits) -> str:
         parts.append(table(["run", "random init", "examples seen", "difference", "outcome"], rows))
     sel = p.get("rankme_selector") or {}
     cost = sel.get("cost", "")
-    rows = [[fmt(b.get(cost)), fmt(b["n_runs"]), esc(b["rankme_pick"]), esc(b["oracle"]),
-             esc(b["oracle_by"]), _diff(b), fmt(b.get("within_one_se"))]
+    rows = [[fmt(b.get(cost)), fmt(b["n_runs"]), esc(b["rankme_pick"]), fmt(b.get("oracle")),
+             fmt(b.get("oracle_by")), _diff(b), fmt(b.get("within_one_se"))]
             for b in sel.get("per_budget", [])]  # fmt: skip
     if sel.get("overall"):
         ov = sel["overall"]

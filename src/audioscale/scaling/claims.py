@@ -54,9 +54,8 @@ def _law_claims(fits: Fits) -> list[str]:
 def _paired_claims(p: dict) -> list[str]:
     out = []
     how = f"paired over test clips, {p.get('level', 0.95):.0%}, {p.get('n_resamples')} resamples"
-    se = p.get("suite_se") or {}
-    if se:
-        ses = [v["se"] for v in se.values() if v.get("se") is not None]
+    ses = [v["se"] for v in (p.get("suite_se") or {}).values() if v.get("se") is not None]
+    if ses:
         out.append(
             f"Suite score SE over test clips: {min(ses):.4f}-{max(ses):.4f} ({len(ses)} runs)"
         )
@@ -92,7 +91,8 @@ def _verification_claim(fits: Fits) -> list[str]:
     if v is None or v.run is None or not v.predicted:
         return []
     iv = v.predicted.interval
-    pred = f"{v.predicted.suite:.3f}" + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "")
+    ps = v.predicted.suite
+    pred = "n/a" if ps is None else f"{ps:.3f}" + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "")
     meas = v.measured.suite if v.measured else None
     se = ((fits.paired or {}).get("suite_se") or {}).get(v.run_id or "", {}).get("se")
     m = "not run" if meas is None else f"{meas:.3f}" + (f" ± {se:.3f} SE" if se else "")

@@ -192,7 +192,7 @@ def _baseline_sentences(vb: LearningBaselines, paired: dict | None = None) -> li
         )  # fmt: skip
         out.append(
             f"The best trained run {how} the standardised log-mel baseline "
-            f"({vb.logmel.suite:.3f}): {m:+.3f}{_ci_text(iv)}."  # type: ignore[union-attr]
+            f"({vb.logmel.suite:.3f}): {m:+.3f}{_ci_text(iv, p.get('level', 0.95))}."  # type: ignore[union-attr]
         )
     return out
 
@@ -206,8 +206,9 @@ def plural(k: int, word: str) -> str:
     return f"{k} {word}" if k == 1 else f"{k} {word}{'es' if word.endswith('s') else 's'}"
 
 
-def _ci_text(ci: list[float] | None) -> str:
-    return f" [{ci[0]:+.3f}, {ci[1]:+.3f}] (paired 95 % interval over test clips)" if ci else ""
+def _ci_text(ci: list[float] | None, level: float = 0.95) -> str:
+    pct = f"{100 * level:g} %"
+    return f" [{ci[0]:+.3f}, {ci[1]:+.3f}] (paired {pct} interval over test clips)" if ci else ""
 
 
 def _random_init_sentence(vb: LearningBaselines, p: dict) -> str:
@@ -239,9 +240,10 @@ def _random_init_sentence(vb: LearningBaselines, p: dict) -> str:
     else:
         own = vb.vs_own_random_init or {}
         count = f"{own.get('n_beat')} of {own.get('n_compared')} trained runs beat {mine}"
+    ci = _ci_text(iv, p.get("level", 0.95))
     return (
         f"Training {verb} random init: the best trained run scored "
-        f"{vb.best_trained.suite:.3f}, {m:+.3f}{_ci_text(iv)} against {what}; "  # type: ignore[union-attr]
+        f"{vb.best_trained.suite:.3f}, {m:+.3f}{ci} against {what}; "  # type: ignore[union-attr]
         f"{count}."
     )
 

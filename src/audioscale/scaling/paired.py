@@ -20,8 +20,10 @@ recorded, paired over the test clips both sides scored):
   study's step budget × batch); when no two runs share it (a FLOPs-budget study), the
   same training FLOPs (3 significant digits). The oracle is the run of the highest
   validation suite (mean of the linear probe's validation scores, recorded with the
-  outcomes), so no test score picks it; else the highest test suite, stated as
-  ``oracle_by``. ``within_one_se``: the difference is at least −1 SE of the oracle's suite.
+  outcomes), so no test score picks it; a budget where some run has no validation score
+  (a kNN-only study, runs recorded without outcomes) gets no oracle and no difference
+  (``note``), and stays out of the overall contrast. ``within_one_se``: the difference
+  is at least −1 SE of the oracle's suite.
 
 A run recorded without per-clip outcomes (a study from before them) keeps its plain
 difference and gets ``note`` = "no interval: per-clip outcomes not recorded".
@@ -32,24 +34,34 @@ from __future__ import annotations
 import math
 
 from audioscale import uncertainty as U
+from audioscale.errors import DataError
 from audioscale.scaling.fits.common import FitSettings, col, run_ids
 from audioscale.scaling.learning import _arch, random_init_means
 from audioscale.utils import finite_or_none
 
 NO_OUTCOMES = "no interval: per-clip outcomes not recorded"
+NO_ORACLE = "no label oracle: validation scores not recorded (test scores never pick)"
 
 
 def load_outcomes(raw: dict[str, dict[str, dict[str, dict]]]) -> tuple[dict, str | None]:
     """run_id → task → ClipOutcomes of the primary protocol (linear when any run has it),
-    from ``Store.outcomes()``; and that protocol (None when nothing was recorded)."""
+    from ``Store.outcomes()``; and that protocol (None when nothing was recorded). A
+    malformed entry is a DataError naming its run, task and protocol."""
     protos = {p for tasks in raw.values() for by in tasks.values() for p in by}
     if not protos:
         return {}, None
     proto = "linear" if "linear" in protos else sorted(protos)[0]
-    out = {
-        rid: {t: U.ClipOutcomes.from_dict(by[proto]) for t, by in tasks.items() if proto in by}
-        for rid, tasks in raw.items()
-    }
+    out: dict = {}
+    for rid, tasks in raw.items():
+        out[rid] = {}
+        for t, by in tasks.items():
+            if proto not in by:
+                continue
+            try:
+                out[rid][t] = U.ClipOutcomes.from_dict(by[proto])
+            except (KeyError, IndexError, TypeError, ValueError) as e:
+                why = f"no {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
+                raise DataError(f"study.db outcomes: run {rid}, task {t}, {proto}: {why}") from None
     return out, proto
 
 
@@ -169,40 +181,49 @@ def rankme_selector(trained: list[dict], outcomes: dict, s: FitSettings) -> dict
     for budget, rs in scored.items():
         if len(rs) < 2:
             continue
-        ids = run_ids(rs)
-        valid = [valid_suite(i, outcomes) for i in ids]
-        by_valid = all(v is not None for v in valid)
-        score = valid if by_valid else [float(r["suite"]) for r in rs]
-        pick = max(range(len(rs)), key=lambda i: float(rs[i]["rankme"]))
-        oracle = max(range(len(rs)), key=lambda i: score[i])  # type: ignore[arg-type]
-        d = _compare([rs[pick]], [rs[oracle]], outcomes, s)
-        d.pop("a"), d.pop("b")
-        se = _oracle_se(ids[oracle], outcomes, s)
-        per.append(
-            d
-            | {
-                key: budget,
-                "n_runs": len(rs),
-                "rankme_pick": ids[pick],
-                "oracle": ids[oracle],
-                "oracle_by": "validation suite" if by_valid else "test suite",
-                "oracle_se": se,
-                "within_one_se": None if se is None or d["value"] is None else d["value"] >= -se,
-            }
-        )
-        picks.append(rs[pick])
-        oracles.append(rs[oracle])
+        b, pick, oracle = _budget_pick(rs, outcomes, s)
+        per.append(b | {key: budget, "n_runs": len(rs)})
+        if oracle is not None:
+            picks.append(pick)
+            oracles.append(oracle)
     out: dict = {"cost": key, "per_budget": per}
-    if per:
+    if picks:
         overall = _compare(picks, oracles, outcomes, s)
         overall.pop("a"), overall.pop("b")
         out["overall"] = overall | {
-            "n_budgets": len(per),
+            "n_budgets": len(picks),
             "n_within_one_se": sum(bool(p["within_one_se"]) for p in per),
         }
+    elif per:
+        out["note"] = NO_ORACLE
     else:
         out["note"] = "no two trained runs of equal cost with RankMe and a suite score"
     return out
+
+
+def _budget_pick(rs: list[dict], outcomes: dict, s: FitSettings) -> tuple:
+    """One budget: (RankMe's pick minus the validation oracle's, the pick's row, the
+    oracle's row); no oracle without validation scores: test scores never pick."""
+    ids = run_ids(rs)
+    pick = max(range(len(rs)), key=lambda i: float(rs[i]["rankme"]))
+    valid = [valid_suite(i, outcomes) for i in ids]
+    if any(v is None for v in valid):
+        none = {"rankme_pick": ids[pick], "oracle": None, "oracle_by": None, "value": None,
+                "se": None, "ci": None, "outcome": None, "oracle_se": None,
+                "within_one_se": None, "note": NO_ORACLE}  # fmt: skip
+        return none, rs[pick], None
+    oracle = max(range(len(rs)), key=lambda i: valid[i])  # type: ignore[arg-type,return-value]
+    d = _compare([rs[pick]], [rs[oracle]], outcomes, s)
+    d.pop("a"), d.pop("b")
+    se = _oracle_se(ids[oracle], outcomes, s)
+    b = d | {
+        "rankme_pick": ids[pick],
+        "oracle": ids[oracle],
+        "oracle_by": "validation suite",
+        "oracle_se": se,
+        "within_one_se": None if se is None or d["value"] is None else d["value"] >= -se,
+    }
+    return b, rs[pick], rs[oracle]
 
 
 def _oracle_se(run_id: str, outcomes: dict, s: FitSettings) -> float | None:
@@ -219,7 +240,7 @@ def paired_section(
     se = {}
     for rid in run_ids(rows):
         if rid in outcomes:
-            u = U.suite_se(outcomes[rid], n_resamples=s.n_resamples, seed=s.seed)
+            u = U.suite_se(outcomes[rid], n_resamples=s.n_resamples, seed=s.seed, level=s.level)
             se[rid] = {
                 "suite": u["value"],
                 "se": u["se"],

@@ -41,10 +41,18 @@ sfx-category        environment   ufoai-sound (0snd.pk3 zip); label = first fold
 
 Splits: train/valid/test ≈ 70/15/15, made by assigning *groups* to splits first (seeded)
 and then drawing the per-label quota inside each split, so splits are stratified by label
-and disjoint by group. Task clips are cropped to their first 4 s.
+and disjoint by group. Task clips are cropped to their first 4 s. Since #24 (a suite
+score's test-sampling SE <= 0.01): the real-source tasks (lang-id, speaker-id,
+sfx-category) are 5-fold (``fold1..fold5``), every clip tested once: that draw still
+decides which files the pool never sees (so the pool is what it was), and the task holds
+every usable file of the groups none of whose files reach the pool, folds by group and
+stratified by label (full: 195 / 268 / 244 clips). The synthetic tasks keep the split
+and top up their test clips (full: spoken-digit 8 takes per test voice and digit, 960;
+instrument-family 60 per family, 960; pitch 100 per band, 800); the clips of before are
+unchanged, the new ones come from random streams of their own.
 
 Pool rule (tested): the pool never holds a file used by any task split, nor any file
-sharing a group with a task's valid/test split (other languages' recordings of a test
+sharing a group with a task's valid/test split or any clip of a K-fold task (other languages' recordings of a test
 prompt, other voices' takes of a test phrase, near-duplicates of a test sound effect),
 nor audio from a valid/test espeak variant or soundfont program (synthetic pool audio
 uses train variants/programs only). Short files are concatenated (0.25 s gaps) into
@@ -87,7 +95,7 @@ from audioscale.data.demo.sources import (
     sfx_group,
     source_folders,
 )
-from audioscale.data.demo.splits import assign_equal, assign_sized, split_counts
+from audioscale.data.demo.splits import assign_equal, assign_folds, assign_sized, split_counts
 from audioscale.data.demo.summary import DemoSummary, print_summary
 from audioscale.data.demo.tasks import pitch_label
 
@@ -105,6 +113,7 @@ __all__ = [
     "RenderPlan",
     "SizeSpec",
     "assign_equal",
+    "assign_folds",
     "assign_sized",
     "asterisk_dir",
     "asterisk_files",

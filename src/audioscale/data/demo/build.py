@@ -106,7 +106,8 @@ def build_demo(
     """Build (or refresh) the demo corpus under ``out``; returns its DemoSummary.
 
     ``size``: ``small`` (~100 clips per task, a few minutes of pool, for tests) or
-    ``full`` (~250-650 clips per task, >= 3.25 h of pool). Deterministic for a seed.
+    ``full`` (195-1,504 clips per task, 5-fold or with large test splits; >= 3.25 h of
+    pool). Deterministic for a seed.
     Writes ``out/tasks/<task>/{manifest.csv,task.yaml,audio/}``, ``out/pool/{manifest.csv,
     audio/}`` and ``out/summary.json``.
     """

@@ -38,8 +38,8 @@ TASK_DOMAINS = {
 }
 TASK_DESCRIPTIONS = {
     "lang-id": "Spoken language (en/es/fr/it/ru) of Asterisk telephony prompts; "
-    "split by prompt name across languages.",
-    "speaker-id": "Which of the Hedgewars voice packs speaks; split by phrase.",
+    "5 folds by prompt name across languages.",
+    "speaker-id": "Which of the Hedgewars voice packs speaks; 5 folds by phrase.",
     "spoken-digit": "Digit 0-9 spoken by espeak-ng over languages and voice variants; "
     "test variants unseen in training.",
     "instrument-family": "General MIDI instrument family (16) of a FluidR3_GM note; "
@@ -47,13 +47,21 @@ TASK_DESCRIPTIONS = {
     "pitch": "Register band (6 semitones, MIDI 36-83, 8 classes) of a FluidR3_GM note; "
     "test programs unseen in training.",
     "sfx-category": "UFO:AI sound-effect category (folder in 0snd.pk3); "
-    "split by near-duplicate group.",
+    "5 folds by near-duplicate group.",
 }
 
 
 @dataclass(frozen=True)
 class SizeSpec:
-    """Clip counts per label (split 70/15/15) and pool budget for one ``--size``."""
+    """Clip counts per label (split 70/15/15) and pool budget for one ``--size``.
+
+    The per-label counts of the real-source tasks (``lang``, ``speaker``, ``sfx``) size the
+    70/15/15 draw that decides which files the pool never sees (unchanged since #24, so
+    the pool is too); the tasks themselves are ``folds``-fold over the withheld groups
+    (``tasks.plan_file_folds``). The synthetic tasks keep their 70/15/15 draw and add test
+    clips: ``digit_test_takes`` renditions per test voice and digit, and
+    ``family_test_per_class`` / ``pitch_test_per_class`` test notes per label.
+    """
 
     lang_per_class: int
     speaker_per_class: int
@@ -65,12 +73,16 @@ class SizeSpec:
     pool_real_cap_s: dict[str, float] | None  # seconds per real source; None = all usable
     pool_synth_s: tuple[float, float] | None  # (espeak, soundfont) seconds; None = top up
     pool_target_hours: float  # the top-up target when pool_synth_s is None
+    folds: int = 5
+    digit_test_takes: int = 1
+    family_test_per_class: int = 1
+    pitch_test_per_class: int = 2
 
 
 SIZES = {
     "small": SizeSpec(
         lang_per_class=24,
-        speaker_per_class=8,
+        speaker_per_class=14,
         digit_langs=("en-us", "es"),
         digit_variants=6,
         family_per_class=8,
@@ -91,6 +103,9 @@ SIZES = {
         pool_real_cap_s=None,
         pool_synth_s=None,
         pool_target_hours=3.25,
+        digit_test_takes=8,
+        family_test_per_class=60,
+        pitch_test_per_class=100,
     ),
 }
 # "large": the full tasks, with the pool topped up by synthesis (espeak-ng speech and

@@ -1,6 +1,8 @@
-"""Seeded splits: items or groups → train/valid/test (≈ 70/15/15), and sampling."""
+"""Seeded splits: items or groups → train/valid/test (≈ 70/15/15) or K folds, and sampling."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import numpy as np
 
@@ -59,3 +61,27 @@ def sample(items: list, k: int, rng: np.random.Generator) -> list:
         return list(items)
     idx = np.sort(rng.choice(len(items), size=k, replace=False))
     return [items[i] for i in idx]
+
+
+def fold_names(k: int) -> list[str]:
+    return [f"fold{i + 1}" for i in range(k)]
+
+
+def assign_folds(groups: dict[str, Counter], k: int, rng: np.random.Generator) -> dict[str, str]:
+    """Groups (each with its clips' label counts) → ``fold1..foldK``, stratified by label.
+
+    Groups are visited largest first (ties in a seeded order; sorted first, so the input
+    order never matters); each goes to the fold holding the fewest clips of its labels so
+    far, then the fewest clips, then the lowest index. A group never spans two folds.
+    """
+    names = sorted(groups)
+    order = [names[i] for i in rng.permutation(len(names))]
+    order.sort(key=lambda g: -sum(groups[g].values()))  # stable: seeded order among ties
+    per = [Counter() for _ in range(k)]
+    out = {}
+    for g in order:
+        c = groups[g]
+        best = min(range(k), key=lambda i: (sum(per[i][lb] for lb in c), per[i].total(), i))
+        per[best].update(c)
+        out[g] = f"fold{best + 1}"
+    return out
