@@ -21,10 +21,10 @@ kNN (k 10, cosine, the suite's probe) and linear probes (the suite's, its epoch 
 on a seeded 10 % hold-out of train) trained on train and scored on valid; suite = mean
 over tasks; RankMe (metrics.rankme, no centring) of the same train + valid embeddings;
 held-out loss (the checkpoint sidecar's, the run's own mask and clip length).
-Comparisons are paired on the same valid clips: the kNN suite difference of two encoders
+Comparisons are paired on the same valid clips: the suite difference of two encoders
 with a bootstrap standard error and 95 % percentile interval (2,000 resamples of the
-valid clips within each task, seed 0; Efron & Tibshirani 1993); linear differences are
-point values beside it (the linear probe returns no per-clip predictions).
+valid clips within each task, seed 0; Efron & Tibshirani 1993), for kNN and linear
+(per-clip correctness from the probes' valid predictions).
 
 Usage::
 
@@ -149,6 +149,8 @@ def _measure(embs: dict, tasks) -> dict:
         lin = linear.linear_probe(x[tr[~hold]], y[tr[~hold]], x[tr[hold]], y[tr[hold]],
                                   x[va], y[va], n_classes=n)  # fmt: skip
         res[task.name] = {"knn_correct": (s.argmax(1) == y[va]).astype(int).tolist(),
+                          "linear_correct": (lin["test_scores"].argmax(1) == y[va])
+                          .astype(int).tolist(),
                           "linear": lin["score"], "n_valid": int(len(va))}  # fmt: skip
     return {"tasks": res, "rankme": float(rankme(np.concatenate(pooled)))}
 
@@ -184,17 +186,24 @@ def lin_suite(r: dict) -> float:
     return float(np.mean([t["linear"] for t in r["tasks"].values()]))
 
 
-def paired(a: dict, b: dict) -> tuple[float, float, float, float]:
-    """kNN suite difference a - b on the same valid clips: (diff, SE, lo, hi)."""
+def paired(a: dict, b: dict, probe: str = "knn") -> tuple[float, float, float, float]:
+    """Suite difference a - b of ``probe`` (knn | linear) on the same valid clips:
+    (diff, SE, lo, hi); the suite on a resample is the mean of the task accuracies."""
     rng = np.random.default_rng(SEED)
-    per_task = []
+    per_task, key = [], f"{probe}_correct"
     for name, ta in a["tasks"].items():
-        d = np.asarray(ta["knn_correct"], float) - np.asarray(b["tasks"][name]["knn_correct"])
+        d = np.asarray(ta[key], float) - np.asarray(b["tasks"][name][key])
         idx = rng.integers(0, len(d), size=(RESAMPLES, len(d)))
         per_task.append(d[idx].mean(1))
     boot = np.mean(per_task, axis=0)
-    diff = knn_suite(a) - knn_suite(b)
+    diff = float(np.mean([np.mean(np.asarray(ta[key], float) - b["tasks"][n][key])
+                          for n, ta in a["tasks"].items()]))  # fmt: skip
     return diff, float(boot.std(ddof=1)), *np.percentile(boot, [2.5, 97.5]).tolist()
+
+
+def _cmp(a: dict, b: dict, probe: str) -> str:
+    d, se, lo, hi = paired(a, b, probe)
+    return f"{d:+.3f} ({se:.3f}) [{lo:+.3f}, {hi:+.3f}]"
 
 
 def table(args) -> None:
@@ -203,29 +212,35 @@ def table(args) -> None:
               if r["checkpoint"] == "final"}  # fmt: skip
     trunks = {(r["arm"], r["preset"], r["steps"]): r for r in ev.values()
               if r["checkpoint"] != "final"}  # fmt: skip
-    print("| size | steps | arm | kNN valid | linear valid | RankMe | held-out loss "
-          "| kNN − cosine (SE) [95 %] | linear − cosine |")
+    print(
+        "| size | steps | arm | kNN valid | linear valid | RankMe | held-out loss "
+        "| kNN − cosine (SE) [95 %] | linear − cosine (SE) [95 %] |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for (arm, preset, steps), r in sorted(finals.items(), key=lambda kv: (kv[0][1], kv[0][2])):
         ref = finals.get(("cosine", preset, steps))
-        cmp = lin = ""
+        knn_cmp = lin_cmp = ""
         if arm != "cosine" and ref:
-            d, se, lo, hi = paired(r, ref)
-            cmp = f"{d:+.3f} ({se:.3f}) [{lo:+.3f}, {hi:+.3f}]"
-            lin = f"{lin_suite(r) - lin_suite(ref):+.3f}"
-        print(f"| {preset} | {steps} | {arm} | {knn_suite(r):.3f} | {lin_suite(r):.3f} "
-              f"| {r['rankme']:.1f} | {r['heldout_loss']:.4f} | {cmp} | {lin} |")  # fmt: skip
+            knn_cmp, lin_cmp = _cmp(r, ref, "knn"), _cmp(r, ref, "linear")
+        print(
+            f"| {preset} | {steps} | {arm} | {knn_suite(r):.3f} | {lin_suite(r):.3f} "
+            f"| {r['rankme']:.1f} | {r['heldout_loss']:.4f} | {knn_cmp} | {lin_cmp} |"
+        )
     print("\nUn-cooled trunk at the decay start against its cooled branch:\n")
-    print("| size | steps | arm | trunk step | kNN trunk | kNN branch | branch − trunk (SE) "
-          "| linear trunk → branch | RankMe trunk → branch | loss trunk → branch |")
+    print(
+        "| size | steps | arm | trunk step | kNN trunk → branch | branch − trunk kNN (SE) "
+        "| linear trunk → branch | branch − trunk linear (SE) | RankMe trunk → branch "
+        "| loss trunk → branch |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for key, t in sorted(trunks.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
         b = finals[key]
-        d, se, lo, hi = paired(b, t)
-        print(f"| {key[1]} | {key[2]} | {key[0]} | {t['checkpoint']} | {knn_suite(t):.3f} "
-              f"| {knn_suite(b):.3f} | {d:+.3f} ({se:.3f}) | {lin_suite(t):.3f} → "
-              f"{lin_suite(b):.3f} | {t['rankme']:.1f} → {b['rankme']:.1f} | "
-              f"{t['heldout_loss']:.4f} → {b['heldout_loss']:.4f} |")  # fmt: skip
+        print(
+            f"| {key[1]} | {key[2]} | {key[0]} | {t['checkpoint']} | {knn_suite(t):.3f} → "
+            f"{knn_suite(b):.3f} | {_cmp(b, t, 'knn')} | {lin_suite(t):.3f} → "
+            f"{lin_suite(b):.3f} | {_cmp(b, t, 'linear')} | {t['rankme']:.1f} → "
+            f"{b['rankme']:.1f} | {t['heldout_loss']:.4f} → {b['heldout_loss']:.4f} |"
+        )
 
 
 def main(argv=None) -> int:
