@@ -228,3 +228,12 @@ def test_branches_share_a_trunk_run_shortest_first_and_avoid_a_busy_trunk():
     # pico's 1,000-step branch is extending the trunk: the next worker takes femto
     assert order[next_job(order[1:], [order[0]]) + 1].config.model.preset == "femto"
     assert next_job(order[1:3], [order[0]]) == 0  # nothing else to do: wait on the lock
+
+
+def test_a_sibling_the_planner_refuses_does_not_stop_the_other_branches(pool, tmp_path):
+    cache, tdir = tmp_path / "cache", tmp_path / "trunk"
+    tiny, c8 = (_cfg(pool, cache, f"train.steps={t}") for t in (2, 8))
+    with pytest.raises(ConfigError, match="cooldown_fraction"):  # its cooldown is its warm-up
+        planning.plan(tiny)
+    trunk.train_branch(c8, tmp_path / "b8", tdir, [tiny, c8], False)
+    assert ckpt.kept_states(tdir) == [6] and trunk.read_branch(tmp_path / "b8")["branched_at"] == 6

@@ -57,10 +57,15 @@ LOCK_FILE = ".lock"
 
 def branch_points(branches: Sequence[RunConfig]) -> tuple[set[int], set[int]]:
     """The trunk steps ``branches`` need: every decay start (kept training states) and
-    every checkpoint step at or before a branch's decay start (kept weights)."""
+    every checkpoint step at or before a branch's decay start (kept weights). A branch
+    the planner refuses (a budget too small for its warm-up) is left out: its own run
+    fails with the reason, the others go on."""
     keep, checkpoints = set(), set()
     for cfg in branches:
-        p = plan(cfg)
+        try:
+            p = plan(cfg)
+        except ConfigError:
+            continue
         keep.add(p.decay_start)
         checkpoints |= {c for c in p.checkpoint_steps if c <= p.decay_start}
     return keep, checkpoints
