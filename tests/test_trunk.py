@@ -12,7 +12,7 @@ import torch
 
 from audioscale.config import RunConfig, load_config
 from audioscale.data.corpus import synthetic_pool
-from audioscale.errors import ConfigError
+from audioscale.errors import ConfigError, CorruptArtefactError
 from audioscale.train import checkpoint as ckpt
 from audioscale.train import plan as planning
 from audioscale.train import trainer, trunk
@@ -237,3 +237,23 @@ def test_a_sibling_the_planner_refuses_does_not_stop_the_other_branches(pool, tm
         planning.plan(tiny)
     trunk.train_branch(c8, tmp_path / "b8", tdir, [tiny, c8], False)
     assert ckpt.kept_states(tdir) == [6] and trunk.read_branch(tmp_path / "b8")["branched_at"] == 6
+
+
+def test_a_corrupt_trunk_checkpoint_is_not_linked_into_a_branch_again(pool, tmp_path, capsys):
+    cache, tdir = tmp_path / "cache", tmp_path / "trunk"
+    cfgs = [_cfg(pool, cache, f"train.steps={t}") for t in (8, 16)]
+    b16 = tmp_path / "b16"
+    trunk.train_branch(cfgs[1], b16, tdir, cfgs, False)
+    path = b16 / "checkpoints" / "step_000004.safetensors"  # a hard link to the trunk's
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # bit rot in place: the trunk's file is the same inode
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptArtefactError):
+        ckpt.load_mae(b16, 4)
+    ckpt.discard_corrupt(b16, path)  # the sweep's repair (sweep.run.execute_repairing)
+    trunk.train_branch(cfgs[1], b16, tdir, cfgs, False)
+    ckpt.load_mae(b16, 4)  # intact: trained again, not linked to the corrupt file again
+    assert "checkpoint" in capsys.readouterr().err
+    assert trunk.read_branch(b16) is None  # from scratch: no trunk state before step 4 kept
+    trunk.train_branch(cfgs[0], tmp_path / "b8", tdir, cfgs, False)  # needs 2 and 4: scratch
+    ckpt.load_mae(tmp_path / "b8", 4)

@@ -25,7 +25,7 @@ A branch (``train_branch``): under the trunk's lock (an exclusive ``flock`` on
 run's decay start when it has not reached it (keeping the state at every decay start of
 the sweep's branches, and the weights at each branch's checkpoint steps up to its decay
 start); the lock is released and the run folder is seeded from the latest kept state
-``k`` at or before the decay start whose earlier checkpoints the trunk holds: those
+``k`` at or before the decay start whose earlier checkpoints the trunk holds intact: those
 checkpoints (linked, their sidecars' ``fraction`` rewritten for this budget), the
 trunk's log lines up to ``k``, ``branch.json`` and the training state last (its presence
 marks the folder seeded). Then the run trains on from ``k`` as any resumed run. A later
@@ -123,16 +123,38 @@ def _intact_state(trunk_dir: Path, step: int) -> bool:
     return True
 
 
+def _intact_checkpoint(trunk_dir: Path, step: int) -> bool:
+    """Whether the trunk holds the checkpoint of ``step`` and it passes its sidecar's
+    digest; a corrupt one is named on stderr and dropped (never linked into a branch
+    again: a branch that repairs its copy then trains the step itself)."""
+    path = _checkpoint(trunk_dir, step)
+    try:
+        verify(path, ckpt.read_sidecar(path)["weights"], "checkpoint")
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # no sidecar: not a checkpoint the trunk holds
+    except CorruptArtefactError as e:
+        print(f"audioscale: {e.path}: {e.reason}; dropped from the trunk", file=sys.stderr)
+        path.with_suffix(".json").unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        return False
+    return True
+
+
 def seed_point(trunk_dir: Path, p: TrainPlan) -> int:
     """The latest kept trunk state at or before ``p``'s decay start whose checkpoints
-    before it the trunk holds and that is intact; 0 when none (train from scratch)."""
+    before it the trunk holds intact and that is intact; 0 when none (train from scratch)."""
+    checked: dict[int, bool] = {}
+
+    def intact(c: int) -> bool:
+        if c not in checked:
+            checked[c] = _intact_checkpoint(trunk_dir, c)
+        return checked[c]
+
     for k in reversed(ckpt.kept_states(trunk_dir)):
         if k > p.decay_start:
             continue
-        needed = [c for c in p.checkpoint_steps if c <= k]
-        if all(_checkpoint(trunk_dir, c).with_suffix(".json").is_file() for c in needed):
-            if _intact_state(trunk_dir, k):
-                return k
+        if all(intact(c) for c in p.checkpoint_steps if c <= k) and _intact_state(trunk_dir, k):
+            return k
     return 0
 
 
@@ -208,4 +230,6 @@ def train_branch(
         if k:
             out.mkdir(parents=True, exist_ok=True)
             seed_branch(trunk_dir, out, p, k)
+        else:  # from scratch: no trunk of an earlier seeding (a repair) is named any more
+            (out / BRANCH_FILE).unlink(missing_ok=True)
     return pretrain(cfg, out, progress=progress, resume=True)
