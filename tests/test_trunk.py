@@ -257,3 +257,17 @@ def test_a_corrupt_trunk_checkpoint_is_not_linked_into_a_branch_again(pool, tmp_
     assert trunk.read_branch(b16) is None  # from scratch: no trunk state before step 4 kept
     trunk.train_branch(cfgs[0], tmp_path / "b8", tdir, cfgs, False)  # needs 2 and 4: scratch
     ckpt.load_mae(tmp_path / "b8", 4)
+
+
+def test_a_corrupt_trunk_training_state_resumes_from_its_last_kept_state(pool, tmp_path, capsys):
+    cache, tdir = tmp_path / "cache", tmp_path / "trunk"
+    c8, c16 = (_cfg(pool, cache, f"train.steps={t}") for t in (8, 16))
+    trunk.train_branch(c8, tmp_path / "b8", tdir, [c8], False)
+    state = tdir / ckpt.STATE_FILE
+    state.write_bytes(state.read_bytes()[:100])  # the trunk's own resume state, truncated
+    trunk.train_branch(c16, tmp_path / "b16", tdir, [c8, c16], False)  # extends 6 -> 12
+    assert "training state" in capsys.readouterr().err
+    assert ckpt.kept_states(tdir) == [6, 12]
+    assert trunk.read_branch(tmp_path / "b16")["branched_at"] == 12
+    trainer.pretrain(c16, tmp_path / "s16", progress=False)
+    assert _same_bits(_weights(tmp_path / "s16"), _weights(tmp_path / "b16"))

@@ -30,7 +30,10 @@ checkpoints (linked, their sidecars' ``fraction`` rewritten for this budget), th
 trunk's log lines up to ``k``, ``branch.json`` and the training state last (its presence
 marks the folder seeded). Then the run trains on from ``k`` as any resumed run. A later
 sweep that adds a budget reuses the trunk: it extends it only when the new decay start
-lies beyond it, and otherwise starts from the nearest kept state below.
+lies beyond it, and otherwise starts from the nearest kept state below. Faults: a
+corrupt kept state or trunk checkpoint is dropped (branches start from an earlier state),
+a corrupt trunk training state is replaced by the latest intact kept one
+(``restore_state``): the trunk trains again from there, to the same bits.
 """
 
 from __future__ import annotations
@@ -158,6 +161,26 @@ def seed_point(trunk_dir: Path, p: TrainPlan) -> int:
     return 0
 
 
+def restore_state(trunk_dir: Path) -> None:
+    """Replace the trunk's training state (corrupt) by its latest intact kept state, or
+    drop it when none is (the trunk then trains again from step 0, to the same bits)."""
+    for name in (ckpt.STATE_FILE, ckpt.STATE_DIGEST):
+        (trunk_dir / name).unlink(missing_ok=True)
+    for k in reversed(ckpt.kept_states(trunk_dir)):
+        if _intact_state(trunk_dir, k):
+            _copy_state(ckpt.kept_state_dir(trunk_dir, k), trunk_dir)
+            return
+
+
+def _copy_state(src: Path, out: Path) -> None:
+    """``src``'s ``train_state.{json,pt}`` into ``out``: the digest, then the state (last:
+    its presence marks the folder resumable)."""
+    shutil.copyfile(src / ckpt.STATE_DIGEST, out / ckpt.STATE_DIGEST)
+    tmp = out / f".{ckpt.STATE_FILE}.seed.tmp"
+    shutil.copyfile(src / ckpt.STATE_FILE, tmp)
+    tmp.replace(out / ckpt.STATE_FILE)
+
+
 def _link(src: Path, dst: Path) -> None:
     """``dst`` becomes ``src``'s content: a hard link where the file system allows it."""
     dst.unlink(missing_ok=True)
@@ -181,11 +204,7 @@ def seed_branch(trunk_dir: Path, out: Path, p: TrainPlan, k: int) -> None:
     atomic_write_text(out / "metrics.jsonl", "".join(ln + "\n" for ln in keep))
     branch = {"trunk_id": p.cfg.trunk_hash(), "trunk_dir": str(trunk_dir), "branched_at": k}
     atomic_save_json(out / BRANCH_FILE, branch)
-    src = ckpt.kept_state_dir(trunk_dir, k)
-    shutil.copyfile(src / ckpt.STATE_DIGEST, out / ckpt.STATE_DIGEST)
-    tmp = out / f".{ckpt.STATE_FILE}.seed.tmp"
-    shutil.copyfile(src / ckpt.STATE_FILE, tmp)
-    tmp.replace(out / ckpt.STATE_FILE)  # last: its presence marks the folder seeded
+    _copy_state(ckpt.kept_state_dir(trunk_dir, k), out)  # last: it marks the folder seeded
 
 
 def _step_of(line: str) -> int | None:
@@ -225,7 +244,15 @@ def train_branch(
             check_trunk(trunk_dir, cfg)
             if reached(trunk_dir) < p.decay_start:
                 keep, checkpoints = branch_points([*branches, cfg])
-                extend_trunk(cfg, trunk_dir, p.decay_start, keep, checkpoints, progress)
+                try:
+                    extend_trunk(cfg, trunk_dir, p.decay_start, keep, checkpoints, progress)
+                except CorruptArtefactError as e:
+                    if Path(e.path) != trunk_dir / ckpt.STATE_FILE:
+                        raise
+                    print(f"audioscale: {e.path}: {e.reason}; the trunk resumes from its "
+                          "last kept state", file=sys.stderr)  # fmt: skip
+                    restore_state(trunk_dir)
+                    extend_trunk(cfg, trunk_dir, p.decay_start, keep, checkpoints, progress)
             k = seed_point(trunk_dir, p)
         if k:
             out.mkdir(parents=True, exist_ok=True)
