@@ -271,3 +271,14 @@ def test_a_corrupt_trunk_training_state_resumes_from_its_last_kept_state(pool, t
     assert trunk.read_branch(tmp_path / "b16")["branched_at"] == 12
     trainer.pretrain(c16, tmp_path / "s16", progress=False)
     assert _same_bits(_weights(tmp_path / "s16"), _weights(tmp_path / "b16"))
+
+
+def test_a_kill_between_the_state_and_its_kept_copy_still_keeps_the_point(pool, tmp_path):
+    cache, tdir = tmp_path / "cache", tmp_path / "trunk"
+    c8, c16 = (_cfg(pool, cache, f"train.steps={t}") for t in (8, 16))
+    trunk.train_branch(c16, tmp_path / "b16", tdir, [c8, c16], False)
+    # as a kill -9 after train_state.pt of step 12 and before its copy under states/
+    (ckpt.kept_state_dir(tdir, 12) / ckpt.STATE_FILE).unlink()
+    trunk.train_branch(c16, tmp_path / "again", tdir, [c8, c16], False)
+    assert ckpt.kept_states(tdir) == [6, 12]
+    assert trunk.read_branch(tmp_path / "again")["branched_at"] == 12
