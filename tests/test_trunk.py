@@ -282,3 +282,14 @@ def test_a_kill_between_the_state_and_its_kept_copy_still_keeps_the_point(pool, 
     trunk.train_branch(c16, tmp_path / "again", tdir, [c8, c16], False)
     assert ckpt.kept_states(tdir) == [6, 12]
     assert trunk.read_branch(tmp_path / "again")["branched_at"] == 12
+
+
+def test_a_trunk_without_its_training_state_resumes_from_its_last_kept_state(pool, tmp_path):
+    cache, tdir = tmp_path / "cache", tmp_path / "trunk"
+    c8, c16 = (_cfg(pool, cache, f"train.steps={t}") for t in (8, 16))
+    trunk.train_branch(c8, tmp_path / "b8", tdir, [c8], False)
+    (tdir / ckpt.STATE_FILE).unlink()  # as a kill inside restore_state
+    kept6 = (ckpt.kept_state_dir(tdir, 6) / ckpt.STATE_FILE).stat().st_ino
+    trunk.train_branch(c16, tmp_path / "b16", tdir, [c8, c16], False)
+    assert (ckpt.kept_state_dir(tdir, 6) / ckpt.STATE_FILE).stat().st_ino == kept6  # not redone
+    assert trunk.read_branch(tmp_path / "b16")["branched_at"] == 12

@@ -244,6 +244,8 @@ def train_branch(
             check_trunk(trunk_dir, cfg)
             if reached(trunk_dir) < p.decay_start:
                 keep, checkpoints = branch_points([*branches, cfg])
+                if not (trunk_dir / ckpt.STATE_FILE).is_file():  # a kill in restore_state
+                    restore_state(trunk_dir)
                 try:
                     extend_trunk(cfg, trunk_dir, p.decay_start, keep, checkpoints, progress)
                 except CorruptArtefactError as e:
