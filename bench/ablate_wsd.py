@@ -203,8 +203,10 @@ def table(args) -> None:
               if r["checkpoint"] == "final"}  # fmt: skip
     trunks = {(r["arm"], r["preset"], r["steps"]): r for r in ev.values()
               if r["checkpoint"] != "final"}  # fmt: skip
-    print("| size | steps | arm | kNN valid | linear valid | RankMe | held-out loss "
-          "| kNN − cosine (SE) [95 %] | linear − cosine |")
+    print(
+        "| size | steps | arm | kNN valid | linear valid | RankMe | held-out loss "
+        "| kNN − cosine (SE) [95 %] | linear − cosine |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for (arm, preset, steps), r in sorted(finals.items(), key=lambda kv: (kv[0][1], kv[0][2])):
         ref = finals.get(("cosine", preset, steps))
@@ -216,8 +218,10 @@ def table(args) -> None:
         print(f"| {preset} | {steps} | {arm} | {knn_suite(r):.3f} | {lin_suite(r):.3f} "
               f"| {r['rankme']:.1f} | {r['heldout_loss']:.4f} | {cmp} | {lin} |")  # fmt: skip
     print("\nUn-cooled trunk at the decay start against its cooled branch:\n")
-    print("| size | steps | arm | trunk step | kNN trunk | kNN branch | branch − trunk (SE) "
-          "| linear trunk → branch | RankMe trunk → branch | loss trunk → branch |")
+    print(
+        "| size | steps | arm | trunk step | kNN trunk | kNN branch | branch − trunk (SE) "
+        "| linear trunk → branch | RankMe trunk → branch | loss trunk → branch |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for key, t in sorted(trunks.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
         b = finals[key]
