@@ -293,3 +293,14 @@ def test_a_trunk_without_its_training_state_resumes_from_its_last_kept_state(poo
     trunk.train_branch(c16, tmp_path / "b16", tdir, [c8, c16], False)
     assert (ckpt.kept_state_dir(tdir, 6) / ckpt.STATE_FILE).stat().st_ino == kept6  # not redone
     assert trunk.read_branch(tmp_path / "b16")["branched_at"] == 12
+
+
+def test_a_sibling_that_decays_from_step_0_shares_the_trunk(pool, tmp_path):
+    cache, tdir = tmp_path / "cache", tmp_path / "trunk"
+    zero = ("train.warmup_steps=0",)
+    c8 = _cfg(pool, cache, "train.steps=8", *zero)
+    all_decay = _cfg(pool, cache, "train.steps=8", "train.cooldown_fraction=1", *zero)
+    assert all_decay.trunk_hash() == c8.trunk_hash() and planning.plan(all_decay).decay_start == 0
+    trunk.train_branch(c8, tmp_path / "b8", tdir, [all_decay, c8], False)
+    trunk.train_branch(all_decay, tmp_path / "b0", tdir, [all_decay, c8], False)
+    assert ckpt.kept_states(tdir) == [6] and trunk.read_branch(tmp_path / "b0") is None

@@ -387,7 +387,7 @@ def _resume(out: Path, model, opt, info: ddp.DistInfo, device: torch.device, res
         start, wall_before, window = load_train_state(out, model, opt, info, device)
     if info.is_main:
         _truncate_metrics(out / "metrics.jsonl", start)
-        if start in keep and start not in ckpt.kept_states(out):
+        if start and start in keep and start not in ckpt.kept_states(out):
             ckpt.keep_state(out, start)
     return start, wall_before, window
 
