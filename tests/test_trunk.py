@@ -12,7 +12,7 @@ import torch
 
 from audioscale.config import RunConfig, load_config
 from audioscale.data.corpus import synthetic_pool
-from audioscale.errors import ConfigError
+from audioscale.errors import ConfigError, CorruptArtefactError
 from audioscale.train import checkpoint as ckpt
 from audioscale.train import plan as planning
 from audioscale.train import trainer, trunk
@@ -228,3 +228,79 @@ def test_branches_share_a_trunk_run_shortest_first_and_avoid_a_busy_trunk():
     # pico's 1,000-step branch is extending the trunk: the next worker takes femto
     assert order[next_job(order[1:], [order[0]]) + 1].config.model.preset == "femto"
     assert next_job(order[1:3], [order[0]]) == 0  # nothing else to do: wait on the lock
+
+
+def test_a_sibling_the_planner_refuses_does_not_stop_the_other_branches(pool, tmp_path):
+    cache, tdir = tmp_path / "cache", tmp_path / "trunk"
+    tiny, c8 = (_cfg(pool, cache, f"train.steps={t}") for t in (2, 8))
+    with pytest.raises(ConfigError, match="cooldown_fraction"):  # its cooldown is its warm-up
+        planning.plan(tiny)
+    trunk.train_branch(c8, tmp_path / "b8", tdir, [tiny, c8], False)
+    assert ckpt.kept_states(tdir) == [6] and trunk.read_branch(tmp_path / "b8")["branched_at"] == 6
+
+
+def test_a_corrupt_trunk_checkpoint_is_not_linked_into_a_branch_again(pool, tmp_path, capsys):
+    cache, tdir = tmp_path / "cache", tmp_path / "trunk"
+    cfgs = [_cfg(pool, cache, f"train.steps={t}") for t in (8, 16)]
+    b16 = tmp_path / "b16"
+    trunk.train_branch(cfgs[1], b16, tdir, cfgs, False)
+    path = b16 / "checkpoints" / "step_000004.safetensors"  # a hard link to the trunk's
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # bit rot in place: the trunk's file is the same inode
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptArtefactError):
+        ckpt.load_mae(b16, 4)
+    ckpt.discard_corrupt(b16, path)  # the sweep's repair (sweep.run.execute_repairing)
+    trunk.train_branch(cfgs[1], b16, tdir, cfgs, False)
+    ckpt.load_mae(b16, 4)  # intact: trained again, not linked to the corrupt file again
+    assert "checkpoint" in capsys.readouterr().err
+    assert trunk.read_branch(b16) is None  # from scratch: no trunk state before step 4 kept
+    trunk.train_branch(cfgs[0], tmp_path / "b8", tdir, cfgs, False)  # needs 2 and 4: scratch
+    ckpt.load_mae(tmp_path / "b8", 4)
+
+
+def test_a_corrupt_trunk_training_state_resumes_from_its_last_kept_state(pool, tmp_path, capsys):
+    cache, tdir = tmp_path / "cache", tmp_path / "trunk"
+    c8, c16 = (_cfg(pool, cache, f"train.steps={t}") for t in (8, 16))
+    trunk.train_branch(c8, tmp_path / "b8", tdir, [c8], False)
+    state = tdir / ckpt.STATE_FILE
+    state.write_bytes(state.read_bytes()[:100])  # the trunk's own resume state, truncated
+    trunk.train_branch(c16, tmp_path / "b16", tdir, [c8, c16], False)  # extends 6 -> 12
+    assert "training state" in capsys.readouterr().err
+    assert ckpt.kept_states(tdir) == [6, 12]
+    assert trunk.read_branch(tmp_path / "b16")["branched_at"] == 12
+    trainer.pretrain(c16, tmp_path / "s16", progress=False)
+    assert _same_bits(_weights(tmp_path / "s16"), _weights(tmp_path / "b16"))
+
+
+def test_a_kill_between_the_state_and_its_kept_copy_still_keeps_the_point(pool, tmp_path):
+    cache, tdir = tmp_path / "cache", tmp_path / "trunk"
+    c8, c16 = (_cfg(pool, cache, f"train.steps={t}") for t in (8, 16))
+    trunk.train_branch(c16, tmp_path / "b16", tdir, [c8, c16], False)
+    # as a kill -9 after train_state.pt of step 12 and before its copy under states/
+    (ckpt.kept_state_dir(tdir, 12) / ckpt.STATE_FILE).unlink()
+    trunk.train_branch(c16, tmp_path / "again", tdir, [c8, c16], False)
+    assert ckpt.kept_states(tdir) == [6, 12]
+    assert trunk.read_branch(tmp_path / "again")["branched_at"] == 12
+
+
+def test_a_trunk_without_its_training_state_resumes_from_its_last_kept_state(pool, tmp_path):
+    cache, tdir = tmp_path / "cache", tmp_path / "trunk"
+    c8, c16 = (_cfg(pool, cache, f"train.steps={t}") for t in (8, 16))
+    trunk.train_branch(c8, tmp_path / "b8", tdir, [c8], False)
+    (tdir / ckpt.STATE_FILE).unlink()  # as a kill inside restore_state
+    kept6 = (ckpt.kept_state_dir(tdir, 6) / ckpt.STATE_FILE).stat().st_ino
+    trunk.train_branch(c16, tmp_path / "b16", tdir, [c8, c16], False)
+    assert (ckpt.kept_state_dir(tdir, 6) / ckpt.STATE_FILE).stat().st_ino == kept6  # not redone
+    assert trunk.read_branch(tmp_path / "b16")["branched_at"] == 12
+
+
+def test_a_sibling_that_decays_from_step_0_shares_the_trunk(pool, tmp_path):
+    cache, tdir = tmp_path / "cache", tmp_path / "trunk"
+    zero = ("train.warmup_steps=0",)
+    c8 = _cfg(pool, cache, "train.steps=8", *zero)
+    all_decay = _cfg(pool, cache, "train.steps=8", "train.cooldown_fraction=1", *zero)
+    assert all_decay.trunk_hash() == c8.trunk_hash() and planning.plan(all_decay).decay_start == 0
+    trunk.train_branch(c8, tmp_path / "b8", tdir, [all_decay, c8], False)
+    trunk.train_branch(all_decay, tmp_path / "b0", tdir, [all_decay, c8], False)
+    assert ckpt.kept_states(tdir) == [6] and trunk.read_branch(tmp_path / "b0") is None

@@ -377,14 +377,18 @@ def load_train_state(
     return int(state["step"]), float(state["wall_s"]), LossWindow(info, device, state)
 
 
-def _resume(out: Path, model, opt, info: ddp.DistInfo, device: torch.device, resume: bool):
+def _resume(out: Path, model, opt, info: ddp.DistInfo, device: torch.device, resume: bool,
+            keep: set[int]):  # fmt: skip
     """``(start step, wall seconds so far, loss window)`` of a run starting or resuming;
-    the log lines after the resumed step are dropped (they are trained again)."""
+    the log lines after the resumed step are dropped (they are trained again). A trunk
+    (``keep``) resumed at a branch point whose copy a kill prevented keeps it now."""
     start, wall_before, window = 0, 0.0, LossWindow(info, device)
     if resume:
         start, wall_before, window = load_train_state(out, model, opt, info, device)
     if info.is_main:
         _truncate_metrics(out / "metrics.jsonl", start)
+        if start and start in keep and start not in ckpt.kept_states(out):
+            ckpt.keep_state(out, start)
     return start, wall_before, window
 
 
@@ -521,7 +525,7 @@ def _train(
     if info.is_main:
         card = model_card(cfg, p, params, train_cache, train_rows, _execution(device, t, info))
         atomic_save_json(out / "model_card.json", card)
-    start, wall_before, window = _resume(out, model, opt, info, device, resume)
+    start, wall_before, window = _resume(out, model, opt, info, device, resume, keep or set())
     net = ddp.wrap(model, info, device)
     net = torch.compile(net) if t.compile else net
     ds = ClipDataset(train_cache, p.clip_frames, t.seed, t.batch_size, info.rank, info.world_size)

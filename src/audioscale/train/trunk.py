@@ -25,12 +25,15 @@ A branch (``train_branch``): under the trunk's lock (an exclusive ``flock`` on
 run's decay start when it has not reached it (keeping the state at every decay start of
 the sweep's branches, and the weights at each branch's checkpoint steps up to its decay
 start); the lock is released and the run folder is seeded from the latest kept state
-``k`` at or before the decay start whose earlier checkpoints the trunk holds: those
+``k`` at or before the decay start whose earlier checkpoints the trunk holds intact: those
 checkpoints (linked, their sidecars' ``fraction`` rewritten for this budget), the
 trunk's log lines up to ``k``, ``branch.json`` and the training state last (its presence
 marks the folder seeded). Then the run trains on from ``k`` as any resumed run. A later
 sweep that adds a budget reuses the trunk: it extends it only when the new decay start
-lies beyond it, and otherwise starts from the nearest kept state below.
+lies beyond it, and otherwise starts from the nearest kept state below. Faults: a
+corrupt kept state or trunk checkpoint is dropped (branches start from an earlier state),
+a corrupt trunk training state is replaced by the latest intact kept one
+(``restore_state``): the trunk trains again from there, to the same bits.
 """
 
 from __future__ import annotations
@@ -57,10 +60,15 @@ LOCK_FILE = ".lock"
 
 def branch_points(branches: Sequence[RunConfig]) -> tuple[set[int], set[int]]:
     """The trunk steps ``branches`` need: every decay start (kept training states) and
-    every checkpoint step at or before a branch's decay start (kept weights)."""
+    every checkpoint step at or before a branch's decay start (kept weights). A branch
+    the planner refuses (a budget too small for its warm-up) is left out: its own run
+    fails with the reason, the others go on."""
     keep, checkpoints = set(), set()
     for cfg in branches:
-        p = plan(cfg)
+        try:
+            p = plan(cfg)
+        except ConfigError:
+            continue
         keep.add(p.decay_start)
         checkpoints |= {c for c in p.checkpoint_steps if c <= p.decay_start}
     return keep, checkpoints
@@ -118,17 +126,59 @@ def _intact_state(trunk_dir: Path, step: int) -> bool:
     return True
 
 
+def _intact_checkpoint(trunk_dir: Path, step: int) -> bool:
+    """Whether the trunk holds the checkpoint of ``step`` and it passes its sidecar's
+    digest; a corrupt one is named on stderr and dropped (never linked into a branch
+    again: a branch that repairs its copy then trains the step itself)."""
+    path = _checkpoint(trunk_dir, step)
+    try:
+        verify(path, ckpt.read_sidecar(path)["weights"], "checkpoint")
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # no sidecar: not a checkpoint the trunk holds
+    except CorruptArtefactError as e:
+        print(f"audioscale: {e.path}: {e.reason}; dropped from the trunk", file=sys.stderr)
+        path.with_suffix(".json").unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        return False
+    return True
+
+
 def seed_point(trunk_dir: Path, p: TrainPlan) -> int:
     """The latest kept trunk state at or before ``p``'s decay start whose checkpoints
-    before it the trunk holds and that is intact; 0 when none (train from scratch)."""
+    before it the trunk holds intact and that is intact; 0 when none (train from scratch)."""
+    checked: dict[int, bool] = {}
+
+    def intact(c: int) -> bool:
+        if c not in checked:
+            checked[c] = _intact_checkpoint(trunk_dir, c)
+        return checked[c]
+
     for k in reversed(ckpt.kept_states(trunk_dir)):
         if k > p.decay_start:
             continue
-        needed = [c for c in p.checkpoint_steps if c <= k]
-        if all(_checkpoint(trunk_dir, c).with_suffix(".json").is_file() for c in needed):
-            if _intact_state(trunk_dir, k):
-                return k
+        if all(intact(c) for c in p.checkpoint_steps if c <= k) and _intact_state(trunk_dir, k):
+            return k
     return 0
+
+
+def restore_state(trunk_dir: Path) -> None:
+    """Replace the trunk's training state (corrupt) by its latest intact kept state, or
+    drop it when none is (the trunk then trains again from step 0, to the same bits)."""
+    for name in (ckpt.STATE_FILE, ckpt.STATE_DIGEST):
+        (trunk_dir / name).unlink(missing_ok=True)
+    for k in reversed(ckpt.kept_states(trunk_dir)):
+        if _intact_state(trunk_dir, k):
+            _copy_state(ckpt.kept_state_dir(trunk_dir, k), trunk_dir)
+            return
+
+
+def _copy_state(src: Path, out: Path) -> None:
+    """``src``'s ``train_state.{json,pt}`` into ``out``: the digest, then the state (last:
+    its presence marks the folder resumable)."""
+    shutil.copyfile(src / ckpt.STATE_DIGEST, out / ckpt.STATE_DIGEST)
+    tmp = out / f".{ckpt.STATE_FILE}.seed.tmp"
+    shutil.copyfile(src / ckpt.STATE_FILE, tmp)
+    tmp.replace(out / ckpt.STATE_FILE)
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -154,11 +204,7 @@ def seed_branch(trunk_dir: Path, out: Path, p: TrainPlan, k: int) -> None:
     atomic_write_text(out / "metrics.jsonl", "".join(ln + "\n" for ln in keep))
     branch = {"trunk_id": p.cfg.trunk_hash(), "trunk_dir": str(trunk_dir), "branched_at": k}
     atomic_save_json(out / BRANCH_FILE, branch)
-    src = ckpt.kept_state_dir(trunk_dir, k)
-    shutil.copyfile(src / ckpt.STATE_DIGEST, out / ckpt.STATE_DIGEST)
-    tmp = out / f".{ckpt.STATE_FILE}.seed.tmp"
-    shutil.copyfile(src / ckpt.STATE_FILE, tmp)
-    tmp.replace(out / ckpt.STATE_FILE)  # last: its presence marks the folder seeded
+    _copy_state(ckpt.kept_state_dir(trunk_dir, k), out)  # last: it marks the folder seeded
 
 
 def _step_of(line: str) -> int | None:
@@ -198,9 +244,21 @@ def train_branch(
             check_trunk(trunk_dir, cfg)
             if reached(trunk_dir) < p.decay_start:
                 keep, checkpoints = branch_points([*branches, cfg])
-                extend_trunk(cfg, trunk_dir, p.decay_start, keep, checkpoints, progress)
+                if not (trunk_dir / ckpt.STATE_FILE).is_file():  # a kill in restore_state
+                    restore_state(trunk_dir)
+                try:
+                    extend_trunk(cfg, trunk_dir, p.decay_start, keep, checkpoints, progress)
+                except CorruptArtefactError as e:
+                    if Path(e.path) != trunk_dir / ckpt.STATE_FILE:
+                        raise
+                    print(f"audioscale: {e.path}: {e.reason}; the trunk resumes from its "
+                          "last kept state", file=sys.stderr)  # fmt: skip
+                    restore_state(trunk_dir)
+                    extend_trunk(cfg, trunk_dir, p.decay_start, keep, checkpoints, progress)
             k = seed_point(trunk_dir, p)
         if k:
             out.mkdir(parents=True, exist_ok=True)
             seed_branch(trunk_dir, out, p, k)
+        else:  # from scratch: no trunk of an earlier seeding (a repair) is named any more
+            (out / BRANCH_FILE).unlink(missing_ok=True)
     return pretrain(cfg, out, progress=progress, resume=True)
