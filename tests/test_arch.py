@@ -19,7 +19,8 @@ from audioscale.models.arch import arch_id, architecture
 from audioscale.models.ladder import SIZE_PRESETS, resolve
 from audioscale.scaling import learning
 from audioscale.sweep import store
-from audioscale.sweep.runner import STUDY_PRESETS, job_cost, preset_path
+from audioscale.sweep.cost import job_cost
+from audioscale.sweep.runner import STUDY_PRESETS, preset_path
 from audioscale.sweep.spec import load_sweep
 from audioscale.train.tune import load_tuned_lr
 

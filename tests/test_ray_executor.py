@@ -64,3 +64,26 @@ def test_real_sweep_on_ray_matches_local(local_ray, corpus, tmp_path):
                           key=lambda r: r["run_id"])  # fmt: skip
 
     assert table(ray_dir) == table(local_dir)
+
+
+def test_wsd_sweep_on_ray_shares_one_trunk_and_matches_local(local_ray, corpus, tmp_path):
+    """Two budgets of one WSD trunk as two Ray tasks at once: the second waits on the
+    trunk's lock or starts from its kept state, whichever node runs it; the results
+    equal the local executor's to the bit."""
+    spec = tiny_spec(corpus, axes={"steps": [8, 16]}, baselines={"random_init": False,
+                     "logmel_stats": False})  # fmt: skip
+    spec["base"]["train"].update(schedule="wsd", warmup_steps=2, cooldown_fraction=0.25)
+    ray_dir, local_dir = tmp_path / "ray", tmp_path / "local"
+    s = run_sweep(spec, ray_dir, executor="ray", workers=2, progress=False)
+    assert s["counts"]["done"] == 2
+    run_sweep(spec, local_dir, executor="local", workers=2, progress=False)
+    assert len(list(ray_dir.glob("trunks/*/trunk.json"))) == 1
+
+    def table(d):
+        with Store(d / "study.db") as store:
+            rows = [{k: v for k, v in r.items() if k != "wall_s"} for r in store.results()]
+        return sorted(rows, key=lambda r: r["run_id"])
+
+    ray_rows = table(ray_dir)
+    assert ray_rows == table(local_dir)
+    assert sorted(r["branched_at"] for r in ray_rows) == [6, 12]

@@ -5,6 +5,7 @@ bench/kill_test.py is the long version with random kill points."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -105,3 +106,74 @@ def test_kill9_restart_equals_uninterrupted(tmp_path):
     for key in ("spectral", "probes", "train_metrics"):
         assert new[key] == old[key]
     assert new["info"] | {"wall_s": 0} == old["info"] | {"wall_s": 0}
+
+
+WSD = {"schedule": "wsd", "warmup_steps": 2, "cooldown_fraction": 0.25}
+TRUNK_COLUMNS = {"trunk_id", "branched_at", "own_steps"}  # what a branch adds to a run
+
+
+def trunk_progress(study: Path) -> int:
+    """``progress`` plus the trunks' checkpoints and kept states."""
+    n = progress(study)
+    n += sum(1 for _ in study.glob("trunks/*/checkpoints/*.json"))
+    return n + sum(1 for _ in study.glob("trunks/*/states/*/train_state.pt"))
+
+
+def reference(spec: dict, out: Path, branches: bool) -> tuple[list[dict], list[dict]]:
+    """Results and checkpoint metrics of the spec's jobs run one after another in this
+    process; ``branches=False``: every WSD run from scratch (no trunk)."""
+    set_threads(1)
+    sweep = load_sweep(spec)
+    ctx = build_eval_context(sweep.base, cache_dir=out / "cache" / "embeddings")
+    with Store(out / "study.db") as ref:
+        ref.add_runs(sweep.jobs)
+        for job in sweep.jobs:
+            job = job if branches else dataclasses.replace(job, branches=())
+            ref.record(run_job(job, out / "runs" / job.run_id, ctx))
+        return clean(ref.results()), ref.checkpoint_metrics()
+
+
+def test_kill9_in_trunks_and_branches_equals_uninterrupted_and_scratch(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus")
+    spec = tiny_spec(corpus, axes={"steps": [8, 16]}, baselines={"random_init": False})
+    spec["base"]["train"].update(WSD)
+    spec_path = tmp_path / "sweep.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "killed"
+    in_trunk = lambda: any(out.glob("trunks/*/checkpoints/*.json"))  # noqa: E731
+    in_branch = lambda: any(  # noqa: E731
+        not (b.parent / "done.json").exists() for b in out.glob("runs/*/branch.json")
+    )
+    kills = 0
+    for wanted in (in_trunk, in_branch, None, None):
+        before = trunk_progress(out)
+        proc = start(spec_path, out, tmp_path / "log.txt")
+        while proc.poll() is None and not (wanted() if wanted else trunk_progress(out) > before):
+            time.sleep(0.02)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    proc = start(spec_path, out, tmp_path / "log.txt")
+    assert proc.wait(timeout=300) == 0, (tmp_path / "log.txt").read_text()[-2000:]
+    assert kills >= 2
+    assert len(list(out.glob("trunks/*"))) == 1  # one trunk for the two budgets
+
+    expected, expected_ck = reference(spec, tmp_path / "reference", branches=True)
+    with Store(out / "study.db") as store:
+        assert all(r["status"] == "done" for r in store.runs())
+        got = clean(store.results())
+        assert got == expected
+        assert store.checkpoint_metrics() == expected_ck
+    trained = [r for r in got if r["kind"] == "trained"]
+    assert sorted(r["branched_at"] for r in trained) == [6, 12]
+    assert {r["schedule"] for r in trained} == {"wsd"}
+
+    scratch, scratch_ck = reference(spec, tmp_path / "scratch", branches=False)
+    drop = lambda rows: [{k: v for k, v in r.items() if k not in TRUNK_COLUMNS} for r in rows]  # noqa: E731
+    assert len(got) == len(scratch)
+    pairs = zip(drop(got), drop(scratch), strict=True)
+    diff = [(a["run_id"], k, a[k], b.get(k)) for a, b in pairs for k in a if a[k] != b.get(k)]
+    assert not diff  # a branch is its run from scratch, bit for bit
+    assert [r["branched_at"] for r in scratch if r["kind"] == "trained"] == [0, 0]
+    assert expected_ck == scratch_ck

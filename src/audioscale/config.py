@@ -89,7 +89,7 @@ DEFAULT_STEPS = 200  # the budget of a run that sets none
 class Budget:
     """A run's training budget as given: ``kind`` (steps | examples | hours | flops) and its
     ``value``. ``TrainConfig.budget()`` makes it; the trainer (``steps``), the run name
-    (sweep.spec.budget_tag) and the sweep's cost estimate (sweep.runner.job_cost) all read it,
+    (sweep.spec.budget_tag) and the sweep's cost estimate (sweep.cost.job_cost) all read it,
     so a run budgeted by FLOPs is named and costed by its FLOPs."""
 
     kind: Literal["steps", "examples", "hours", "flops"]
@@ -127,6 +127,12 @@ class TrainConfig(Strict):
     lr: float | None = Field(None, gt=0)  # None: the recipe rule (audioscale.train.recipe)
     base_lr: float = Field(1e-3, gt=0)  # the rule's lr at its reference width
     warmup_frac: float = Field(0.05, ge=0, lt=1)
+    # a fixed warm-up length; None: the recipe rule (cosine) or 2 / (1 - beta2) (wsd)
+    warmup_steps: int | None = Field(None, ge=0)
+    # cosine decay over the run, or warmup-stable-decay (train/schedule.py)
+    schedule: Literal["cosine", "wsd"] = "cosine"
+    cooldown_fraction: float = Field(0.2, gt=0, le=1)  # wsd: the decaying share of the run
+    cooldown_shape: Literal["linear", "1-sqrt"] = "1-sqrt"  # wsd: the decay's shape
     min_lr_frac: float = Field(0.0, ge=0, le=1)
     weight_decay: float = Field(0.05, ge=0)
     beta1: float = Field(0.9, ge=0, lt=1)
@@ -220,7 +226,28 @@ class RunConfig(Strict):
         for section, keys in EXECUTION_KEYS.items():
             for k in keys:
                 d[section].pop(k, None)
+        for k, default in LATE_DEFAULTS.items():  # older run ids stay what they were
+            if d["train"].get(k, default) == default:
+                d["train"].pop(k, None)
+        if self.train.schedule == "cosine":
+            for k in WSD_KEYS:
+                d["train"].pop(k, None)
         return d
+
+    def trunk_identity(self) -> dict:
+        """What determines a WSD run's weights up to its decay start: :meth:`identity`
+        without the budget and the keys that act only after it (``TRUNK_FREE_KEYS``).
+        WSD runs with one trunk identity share the constant-lr trunk (``train.trunk``)."""
+        if self.train.schedule != "wsd":
+            raise ConfigError("train.schedule", "only wsd runs share a trunk")
+        d = self.identity()
+        for k in (*BUDGET_KINDS, *TRUNK_FREE_KEYS):
+            d["train"].pop(k, None)
+        return {"trunk": d}
+
+    def trunk_hash(self) -> str:
+        """The trunk's identity: 12 hex of sha256 over :meth:`trunk_identity`."""
+        return config_hash(self.trunk_identity())
 
     def run_hash(self) -> str:
         """The run's identity: 12 hex of sha256 over :meth:`identity` (sorted-key JSON).
@@ -257,6 +284,14 @@ EXECUTION_KEYS: dict[str, frozenset[str]] = {
     "data": frozenset({"cache_dir", "num_workers"}),
     "train": frozenset({"device", "threads", "compile", "log_every", "state_every_s"}),
 }
+#: Keys added after run ids were first published, left out of the identity at their
+#: defaults so that the runs of older studies keep their ids.
+LATE_DEFAULTS: dict[str, Any] = {"warmup_steps": None, "schedule": "cosine"}
+#: ``train`` keys that act only under ``schedule: wsd`` (left out of a cosine run's identity).
+WSD_KEYS = ("cooldown_fraction", "cooldown_shape")
+#: ``train`` keys a WSD trunk does not depend on: the cooldown, where it ends, and which
+#: checkpoints the branches keep.
+TRUNK_FREE_KEYS = (*WSD_KEYS, "min_lr_frac", "checkpoint_fractions")
 #: Study-level sections: how finished runs are measured (never part of a run's identity).
 STUDY_SECTIONS = frozenset({"eval"})
 

@@ -8,10 +8,16 @@ from audioscale.evaluate.context import EvalContext, context_info, pool_overlap
 from audioscale.evaluate.records import TrainingInfo
 
 
-def trained_info(cfg: RunConfig, done: dict, card: dict, rows: list[dict], ctx: EvalContext):
+def trained_info(
+    cfg: RunConfig, done: dict, card: dict, rows: list[dict], ctx: EvalContext,
+    branch: dict | None = None,
+):  # fmt: skip
     """A trained run's ``records.TrainingInfo`` (from its model card and done.json;
-    ``rows`` are the files it trained on) and the study's ``EvalContextInfo``."""
+    ``rows`` are the files it trained on; ``branch``: its ``branch.json`` when it
+    branched off a WSD trunk) and the study's ``EvalContextInfo``."""
     model = card.get("model", {})
+    wsd = cfg.train.schedule == "wsd"
+    branched_at = (branch or {}).get("branched_at", 0) if wsd else None
     params = card.get("params", {})
     info = TrainingInfo(
         **{k: model.get(k) for k in ("family", "preset", "width", "depth", "heads", "patch",
@@ -34,5 +40,10 @@ def trained_info(cfg: RunConfig, done: dict, card: dict, rows: list[dict], ctx: 
         final_loss=done.get("final_loss"),
         heldout_loss_own=done.get("heldout_loss"),  # the run's own mask and clip length
         pool_overlap=pool_overlap(ctx.pool_rows, rows),
+        schedule=cfg.train.schedule,
+        cooldown_fraction=cfg.train.cooldown_fraction if wsd else None,
+        trunk_id=(branch or {}).get("trunk_id"),
+        branched_at=branched_at,
+        own_steps=None if done.get("steps") is None else done["steps"] - (branched_at or 0),
     )  # fmt: skip
     return info.to_dict() | context_info(ctx)

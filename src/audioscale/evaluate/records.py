@@ -142,6 +142,13 @@ class TrainingInfo(Record):
                                             "clip length (done.json)")  # fmt: skip
     pool_overlap: bool | None = column("whether an eval-pool file is also a pretraining file",
                                        report=15)  # fmt: skip
+    schedule: str | None = column("learning-rate schedule (cosine, wsd)",
+                                  config="train.schedule", keep="trained")  # fmt: skip
+    cooldown_fraction: float | None = column("wsd: the share of the run that decays")
+    trunk_id: str | None = column("wsd in a sweep: the trunk it branched off (train.trunk)")
+    branched_at: int | None = column("wsd in a sweep: the trunk step it started from (0: "
+                                     "trained from scratch)")  # fmt: skip
+    own_steps: int | None = column("updates the run trained itself (steps - branched_at)")
 
 
 @dataclass

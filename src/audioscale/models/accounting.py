@@ -31,7 +31,7 @@ conv module ``2n(2d² + d²) + 2n·d·k·k_f`` (pointwise in/out and depthwise (
 Checked against ``torch.utils.flop_counter.FlopCounterMode`` in tests/test_accounting.py.
 
 ``cost_estimate_flops_per_example`` is a cruder figure that only orders a sweep's jobs
-(``sweep.runner.job_cost``): the block projections and MLPs, ``6 · (4 + 2 · mlp_ratio)
+(``sweep.cost.job_cost``): the block projections and MLPs, ``6 · (4 + 2 · mlp_ratio)
 · d² · tokens`` per block, the encoder on the visible tokens (either family) and the
 decoder on all; attention scores and the patch, decoder-input and head projections left
 out.

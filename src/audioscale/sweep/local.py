@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from audioscale.errors import AudioscaleError, StorageError, storage_error
+from audioscale.sweep.cost import trunk_of
 from audioscale.sweep.store import Store
 
 JobFn = Callable[..., Any]
@@ -194,7 +195,7 @@ def run_local(
         while queue or any(w.job for w in pool):
             for w in pool:
                 if w.job is None and queue:
-                    job = queue.pop(0)
+                    job = queue.pop(next_job(queue, [w.job for w in pool if w.job]))
                     store.mark_running(job.run_id, w.proc.pid)
                     w.give(job, str(runs_dir / job.run_id), ctx)
             busy = [w for w in pool if w.job is not None]
@@ -229,6 +230,13 @@ def run_local(
         raise
     for w in pool:
         w.stop()
+
+
+def next_job(queue: list[Any], running: list[Any]) -> int:
+    """The index of the job to start: the first whose WSD trunk no running job is
+    using (it would wait on the trunk's lock), else the first (``sweep.cost``)."""
+    busy = {trunk_of(j) for j in running} - {None}
+    return next((i for i, j in enumerate(queue) if trunk_of(j) not in busy), 0)
 
 
 def _raise_storage_fault(msg: Any) -> None:

@@ -62,7 +62,7 @@ from audioscale.evaluate.slices import (
     slice_metrics,
 )
 from audioscale.evaluate.spectral import FINAL, checkpoints, measure_checkpoint
-from audioscale.sweep.spec import TRAINED_KINDS
+from audioscale.sweep.spec import TRAINED_KINDS, trunk_name
 from audioscale.utils import atomic_save_json, verify
 
 # --------------------------------------------------------------------------- stages
@@ -128,15 +128,37 @@ def _slices(st: _Stages, cfg: RunConfig, final: dict) -> dict[str, dict]:
     return out
 
 
-def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress: bool = False):
-    """Pretrain (resuming), measure every checkpoint, probe the final one; return the result
-    dict that ``Store.record`` takes (``run_id`` is filled in by ``run_job``)."""
+def trunk_dir(run_dir: str | Path, cfg: RunConfig) -> Path:
+    """Where the WSD trunk of ``cfg`` lies: ``STUDY/trunks/<trunk name>`` beside
+    ``STUDY/runs/<run id>`` (``sweep.spec.trunk_name``)."""
+    return Path(run_dir).parent.parent / "trunks" / trunk_name(cfg)
+
+
+def train(cfg: RunConfig, run_dir: Path, branches: tuple, progress: bool) -> None:
+    """Pretrain (resuming); a WSD run that shares its trunk with ``branches`` (the sweep's
+    runs of one trunk identity) branches off the study's trunk (``train.trunk``)."""
+    if branches:
+        from audioscale.train.trunk import train_branch
+
+        train_branch(cfg, run_dir, trunk_dir(run_dir, cfg), branches, progress)
+    else:
+        from audioscale.train.trainer import pretrain
+
+        pretrain(cfg, run_dir, progress=progress, resume=True)
+
+
+def execute_run(
+    cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress: bool = False,
+    branches: tuple = (),
+):  # fmt: skip
+    """Pretrain (``train``), measure every checkpoint, probe the final one; return the
+    result dict that ``Store.record`` takes (``run_id`` is filled in by ``run_job``)."""
     from audioscale.train import tblog
-    from audioscale.train.trainer import pretrain
+    from audioscale.train.trunk import read_branch
 
     run_dir = Path(run_dir)
     if not (run_dir / "done.json").is_file():
-        pretrain(cfg, run_dir, progress=progress, resume=True)
+        train(cfg, run_dir, branches, progress)
     done = load_marker(run_dir / "done.json")
     card = load_marker(run_dir / "model_card.json")
     st = _Stages(run_dir, ctx, float(done.get("wall_s") or 0.0))
@@ -153,7 +175,7 @@ def execute_run(cfg: RunConfig, run_dir: str | Path, ctx: EvalContext, progress:
     if ctx.task_dirs:
         tasks = st.tasks_for("probes.json")
         probes, suite = st.run("probes.json", probe_rows, cfg.name, tasks, ctx)
-    info = trained_info(cfg, done, card, run_train_rows(cfg), ctx) | suite
+    info = trained_info(cfg, done, card, run_train_rows(cfg), ctx, read_branch(run_dir)) | suite
     info |= st.run("heldout_ref.json", reference_heldout_loss, run_dir, ctx)
     info |= slice_info(sl[TRAIN_SLICE], sl[HELDOUT_SLICE])
     if sl[TRAIN_SLICE]:
@@ -217,7 +239,7 @@ def execute_repairing(job: Any, run_dir: Path, ctx: EvalContext, progress: bool)
     for attempt in range(REPAIRS + 1):
         try:
             if job.kind in TRAINED_KINDS:
-                return execute_run(job.config, run_dir, ctx, progress=progress)
+                return execute_run(job.config, run_dir, ctx, progress, job.branches)
             return execute_baseline(job, run_dir, ctx)
         except CorruptArtefactError as e:
             if attempt == REPAIRS or not Path(e.path).is_relative_to(run_dir):

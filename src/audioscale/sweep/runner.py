@@ -13,7 +13,10 @@ Choices:
 - One sweep at a time per study folder (an exclusive ``flock`` on ``.sweep.lock``); runs
   left 'running' by a killed sweep are put back to pending at start.
 - Trained runs are ordered by an estimate of their cost, largest first (longest-
-  processing-time-first packing keeps both workers busy to the end); baselines last.
+  processing-time-first packing keeps both workers busy to the end; WSD branches of one
+  trunk together, shortest first), baselines last (``sweep.cost``). The training cost
+  (trunk and branch steps beside the from-scratch cost) is printed at the start and
+  kept in the store's meta as ``training_cost``.
 - The study folder gets a copy of the spec (``sweep.yaml``) and, at the end, the
   exports ``results.csv`` / ``results.parquet``.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,8 +37,8 @@ from typing import Any
 import yaml
 
 from audioscale.errors import AudioscaleError, ConfigError
-from audioscale.models.accounting import cost_estimate_flops_per_example
-from audioscale.sweep.spec import TRAINED_KINDS, Job, Sweep, load_sweep
+from audioscale.sweep.cost import describe_cost, order_jobs, short_cost, sweep_cost
+from audioscale.sweep.spec import TRAINED_KINDS, Job, Sweep, attach_trunks, load_sweep
 from audioscale.sweep.store import Store
 from audioscale.utils import atomic_write_text, progress_bar
 
@@ -80,25 +84,9 @@ def study_lock(study_dir: Path) -> Iterator[None]:
         yield
 
 
-def job_cost(job: Job) -> float:
-    """Rough training FLOPs of a job (for ordering only; baselines 0): examples seen, from
-    the run's budget as the trainer reads it (``TrainConfig.budget().steps``), times
-    ``models.accounting.cost_estimate_flops_per_example`` (torch-free), so a FLOPs budget
-    costs about its FLOPs. A config the model layer refuses costs 0 (its run fails alone)."""
-    if job.kind not in TRAINED_KINDS:
-        return 0.0
-    cfg = job.config
-    try:
-        fpe = cost_estimate_flops_per_example(cfg.model, cfg.frontend, cfg.data.clip_seconds)
-    except (AudioscaleError, ValueError):
-        return 0.0
-    b = cfg.train.batch_size
-    return cfg.train.budget().steps(b, cfg.data.clip_seconds, fpe) * b * fpe
-
-
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool, note: str = ""):
     bar = progress_bar("sweep", enabled, transient=False)
-    task = bar.add_task("", total=total)
+    task = bar.add_task(note, total=total)
 
     def on_done(job: Job, ok: bool, reason: str) -> None:
         if enabled:
@@ -139,7 +127,8 @@ def run_sweep(
     if workers < 1:
         raise ConfigError("--workers", "must be at least 1")
     study_dir = Path(out)
-    sweep = apply_tuned_lr(sweep, study_dir)
+    sweep = dataclasses.replace(sweep, jobs=attach_trunks(apply_tuned_lr(sweep, study_dir).jobs))
+    cost = sweep_cost(sweep.jobs)
     with study_lock(study_dir):
         ctx = build_eval_context(
             sweep.base, s.eval_pool, s.eval_split, s.eval_include_tasks,
@@ -154,13 +143,15 @@ def run_sweep(
                 name=sweep.name, workers=workers, executor=executor, eval_pool=ctx.pool_name,
                 eval_pool_n=len(ctx.pool_rows), tasks=ctx.task_dirs, spec_hash=sweep.spec_hash(),
                 spec_runs=[j.run_id for j in sweep.jobs] + kept_verify_runs(store, sweep),
-                started=time.time(),
+                started=time.time(), training_cost=describe_cost(cost),
             )  # fmt: skip
             status = {r["run_id"]: r["status"] for r in store.runs()}
             todo = [j for j in sweep.jobs if status.get(j.run_id) == "pending"]
-            todo.sort(key=lambda j: (j.kind not in TRAINED_KINDS, -job_cost(j)))
+            todo = order_jobs(todo)
+            if progress and todo:
+                print(f"audioscale: {sweep.name}: {describe_cost(cost)}", file=sys.stderr)
             execute(todo, study_dir, store, ctx, job_fn or run_job, executor, workers, s,
-                    address, progress)  # fmt: skip
+                    address, progress, short_cost(cost))  # fmt: skip
             summary = store.status(workers)
             summary["exports"] = {k: str(v) for k, v in store.export(study_dir).items()}
     summary["study_dir"] = str(study_dir)
@@ -221,8 +212,9 @@ def apply_tuned_lr(sweep: Sweep, study_dir: Path) -> Sweep:
     return dataclasses.replace(sweep, jobs=jobs)
 
 
-def execute(todo, study_dir, store, ctx, job_fn, executor, workers, s, address, progress):
-    bar, on_done = _progress(len(todo), progress)
+def execute(todo, study_dir, store, ctx, job_fn, executor, workers, s, address, progress,
+            note=""):  # fmt: skip
+    bar, on_done = _progress(len(todo), progress, note)
     with bar:
         if executor == "ray":
             from audioscale.sweep.ray_executor import run_ray

@@ -43,6 +43,7 @@ Choices:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -135,6 +136,8 @@ class Job:
     kind: str  # trained | random-init | baseline | external | verify
     config: RunConfig
     encoder: str | None = None  # kind external: the get_encoder spec
+    # a WSD run: the configs of the runs that share its trunk (attach_trunks), itself too
+    branches: tuple[RunConfig, ...] = ()
 
     @property
     def name(self) -> str:
@@ -275,6 +278,27 @@ def run_id(cfg: RunConfig) -> str:
     return f"{cfg.name}-{cfg.run_hash()}"
 
 
+def trunk_name(cfg: RunConfig) -> str:
+    """The folder name of a WSD run's trunk: ``trunk-<size>-<trunk hash>``."""
+    return f"trunk-{size_tag(cfg)}-{cfg.trunk_hash()}"
+
+
+def attach_trunks(jobs: list[Job]) -> list[Job]:
+    """Trained WSD jobs that share a trunk identity learn each other's configs
+    (``Job.branches``), so each branch's trunk keeps what all of them need; a WSD run
+    alone in its trunk trains from scratch (nothing to share)."""
+    groups: dict[str, list[RunConfig]] = {}
+    for j in jobs:
+        if j.kind in TRAINED_KINDS and j.config.train.schedule == "wsd":
+            groups.setdefault(trunk_name(j.config), []).append(j.config)
+    out = []
+    for j in jobs:
+        cfgs = groups.get(trunk_name(j.config), []) if j.config.train.schedule == "wsd" else []
+        share = j.kind in TRAINED_KINDS and len(cfgs) > 1
+        out.append(dataclasses.replace(j, branches=tuple(cfgs) if share else ()))
+    return out
+
+
 # --------------------------------------------------------------------------- baselines
 
 
@@ -398,7 +422,7 @@ def load_sweep(source: str | Path | dict) -> Sweep:
         jobs.append(Job(rid, "trained", cfg))
     if not jobs:
         raise ConfigError("axes", "the sweep expands to no runs")
-    jobs += baseline_jobs(jobs, spec.baselines)
+    jobs = attach_trunks(jobs + baseline_jobs(jobs, spec.baselines))
     return Sweep(
         name=spec.name,
         base=base,

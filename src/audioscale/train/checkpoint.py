@@ -17,6 +17,8 @@
   ``torch.load(weights_only=True)`` reads it; written atomically after its size and
   sha256 in ``train_state.json`` (checked on resume; the json also keeps the digests of
   the state it replaces, so a fault between the two writes leaves an accepted state).
+- ``states/step_000123/train_state.{json,pt}`` (a WSD trunk, ``train.trunk``): copies of
+  the training state at the steps where branches start (``keep_state``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from audioscale.utils import atomic_path, atomic_save_json, atomic_write_bytes, 
 CKPT_DIR = "checkpoints"
 STATE_FILE = "train_state.pt"
 STATE_DIGEST = "train_state.json"
+STATES_DIR = "states"  # a trunk's kept training states (keep_state)
 
 
 def redo(run_dir: str | Path) -> str:
@@ -155,6 +158,30 @@ def save_state(run_dir: str | Path, state: dict) -> None:
         previous = old[:2]
     atomic_save_json(run_dir / STATE_DIGEST, {**bytes_digest(data), "previous": previous})
     atomic_write_bytes(run_dir / STATE_FILE, data)
+
+
+def kept_state_dir(run_dir: str | Path, step: int) -> Path:
+    """Where a trunk keeps its training state of ``step`` (``states/step_000123/``)."""
+    return Path(run_dir) / STATES_DIR / checkpoint_name(step)
+
+
+def keep_state(run_dir: str | Path, step: int) -> None:
+    """Keep a copy of the training state just written (a WSD trunk's branch point at
+    ``step``): ``states/step_XXXXXX/train_state.{json,pt}``, the digest first."""
+    data = (Path(run_dir) / STATE_FILE).read_bytes()
+    dst = kept_state_dir(run_dir, step)
+    dst.mkdir(parents=True, exist_ok=True)
+    atomic_save_json(dst / STATE_DIGEST, {**bytes_digest(data), "previous": []})
+    atomic_write_bytes(dst / STATE_FILE, data)
+
+
+def kept_states(run_dir: str | Path) -> list[int]:
+    """The steps whose training state ``run_dir`` keeps (both files present), ascending."""
+    out = []
+    for d in (Path(run_dir) / STATES_DIR).glob("step_*"):
+        if (d / STATE_FILE).is_file() and (d / STATE_DIGEST).is_file():
+            out.append(int(d.name.split("_")[1]))
+    return sorted(out)
 
 
 def _state_digests(run_dir: Path) -> list[dict]:

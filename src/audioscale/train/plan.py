@@ -15,6 +15,9 @@ and the model card (``model_card.json``).
   ``flops`` is examples × train_flops_per_example; ``hours_seen`` = examples ×
   clip_seconds / 3600; ``epochs`` = examples × clip_seconds / seconds of training audio
   (repetition).
+- Schedule: ``train.schedule`` cosine (decay over the whole run) or wsd (constant lr,
+  then a cooldown of ``schedule.cooldown_steps(steps, train.cooldown_fraction)`` updates
+  whose start must lie after the warm-up); ``TrainPlan.schedule`` is the lr function.
 - Checkpoints at ``round(f * steps)`` for each ``train.checkpoint_fractions`` ``f``
   (deduplicated, at least step 1, below the last step) and at the end.
 """
@@ -30,6 +33,7 @@ from audioscale.audio.frames import frames_for_seconds
 from audioscale.config import RunConfig
 from audioscale.errors import ConfigError
 from audioscale.train import recipe
+from audioscale.train.schedule import Schedule, cooldown_steps
 from audioscale.utils import resolve_device
 
 if TYPE_CHECKING:
@@ -52,6 +56,18 @@ class TrainPlan:
     warmup: int
     checkpoint_steps: list[int]
     run_hash: str = ""  # RunConfig.run_hash of the config as given (before resolution)
+    cooldown: int | None = None  # wsd: the decaying updates at the end (None: cosine)
+
+    @property
+    def schedule(self) -> Schedule:
+        t = self.cfg.train
+        shape = t.cooldown_shape
+        return Schedule(self.lr, self.warmup, self.steps, t.min_lr_frac, self.cooldown, shape)
+
+    @property
+    def decay_start(self) -> int:
+        """The step a WSD run leaves its trunk (``steps`` for cosine: it has none)."""
+        return self.schedule.decay_start
 
 
 def budget_steps(cfg: RunConfig, clip_seconds: float, flops_per_example: float) -> tuple[int, dict]:
@@ -99,6 +115,15 @@ def plan(cfg: RunConfig) -> TrainPlan:
     n_tok, n_vis = accounting.tokens_per_example(model_cfg, fe, cfg.data.clip_seconds)
     fpe = accounting.train_flops_per_example(model_cfg, fe, cfg.data.clip_seconds)
     steps, budget = budget_steps(cfg, clip_seconds, fpe)
+    warmup, cooldown = recipe.warmup_steps(cfg.train, steps), None
+    if cfg.train.schedule == "wsd":
+        cooldown = cooldown_steps(steps, cfg.train.cooldown_fraction)
+        if steps - cooldown < warmup:
+            raise ConfigError(
+                "train.cooldown_fraction",
+                f"the cooldown of {cooldown} steps starts inside the {warmup}-step warm-up "
+                f"of this {steps}-step run; lower it or set train.warmup_steps",
+            )
     return TrainPlan(
         cfg=cfg,
         clip_frames=clip_frames,
@@ -109,9 +134,10 @@ def plan(cfg: RunConfig) -> TrainPlan:
         steps=steps,
         budget=budget,
         lr=recipe.lr_for(model_cfg, cfg.train),
-        warmup=recipe.warmup_steps(cfg.train, steps),
+        warmup=warmup,
         checkpoint_steps=checkpoint_steps(cfg.train.checkpoint_fractions, steps),
         run_hash=run_hash,
+        cooldown=cooldown,
     )
 
 
@@ -157,6 +183,12 @@ def model_card(
         "lr_rule": recipe.describe(cfg.model, cfg.train, p.steps),
         "warmup_steps": p.warmup,
         "steps": p.steps,
+        "schedule": {
+            "kind": cfg.train.schedule,
+            "cooldown_steps": p.cooldown,
+            "cooldown_shape": cfg.train.cooldown_shape if p.cooldown else None,
+            "decay_start": p.decay_start,
+        },  # fmt: skip
         "batch_size": cfg.train.batch_size,
         "budget": p.budget,
         "checkpoint_steps": p.checkpoint_steps,

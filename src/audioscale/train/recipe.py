@@ -26,7 +26,9 @@ Rule (``lr_for``), with ``train.lr`` set it is used as is instead:
   ``2 / (1 - beta2)`` updates (40 at beta2 = 0.95), the untuned warm-up length that
   covers Adam's second-moment estimate settling (Ma & Yarats 2021, "On the adequacy of
   untuned warmup for adaptive optimization", AAAI), itself capped at a fifth of the run;
-  ``warmup_frac = 0`` turns warm-up off.
+  ``warmup_frac = 0`` turns warm-up off. Under ``schedule: wsd`` the warm-up may not
+  depend on the budget (one trunk serves every budget): ``2 / (1 - beta2)`` updates.
+  ``train.warmup_steps`` fixes the length under either schedule.
 
 The rule's constants are calibration, not truth: ``audioscale tune`` style short runs over
 ``base_lr`` check them on new data. ``describe`` returns the rule and its numbers for
@@ -78,9 +80,15 @@ def lr_for(model_cfg: ModelConfig, train_cfg: TrainConfig) -> float:
 
 
 def warmup_steps(train_cfg: TrainConfig, steps: int) -> int:
-    """Warm-up length in updates (module docstring); never more than ``steps``."""
+    """Warm-up length in updates (module docstring); never more than ``steps``.
+    ``train.warmup_steps`` fixes it; under ``schedule: wsd`` it may not depend on the
+    budget (the trunk is shared by every budget), so it is ``2 / (1 - beta2)`` alone."""
+    if train_cfg.warmup_steps is not None:
+        return min(steps, train_cfg.warmup_steps)
     if train_cfg.warmup_frac == 0 or steps <= 1:
         return 0
+    if train_cfg.schedule == "wsd":
+        return math.ceil(2.0 / (1.0 - train_cfg.beta2))
     floor = min(math.ceil(2.0 / (1.0 - train_cfg.beta2)), steps // 5)
     return min(steps, max(round(train_cfg.warmup_frac * steps), floor))
 

@@ -59,15 +59,15 @@ import json
 import random
 import shutil
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from audioscale import faults
 from audioscale.config import RunConfig, TrainConfig, dump_yaml, load_config
 from audioscale.data.corpus import ClipDataset, fixed_clips, make_loader
 from audioscale.data.featcache import FeatureCache
@@ -75,9 +75,9 @@ from audioscale.errors import ConfigError, DataError
 from audioscale.train import checkpoint as ckpt
 from audioscale.train import ddp, tblog
 from audioscale.train.heldout import HELDOUT_CLIPS, heldout_loss, select_rows
+from audioscale.train.metricslog import MetricsLog
 from audioscale.train.plan import TrainPlan, counters, model_card, plan
-from audioscale.train.schedule import Schedule
-from audioscale.utils import atomic_save_json, atomic_write_text, progress_bar, resolve_device
+from audioscale.utils import atomic_save_json, atomic_write_text, resolve_device
 
 
 @dataclass
@@ -234,16 +234,20 @@ def train_step(
 class LossWindow:
     """Mean training loss over the steps since the last :meth:`close` (a log line).
 
-    ``add`` keeps each step's loss on the device (no host sync per step); ``fold`` moves
-    the device sum into a host float: a collective under DDP, so every rank folds at the
-    same steps (log lines and checkpoints). ``metrics.jsonl`` ``loss``, the checkpoint
-    sidecars' ``loss_window`` and ``done.json`` ``final_loss`` are all such windows."""
+    ``add`` sums each step's loss on the device (no host sync per step), in the loss's
+    dtype, whatever is read or saved in between: a window's mean is the same number
+    however often it was read (checkpoints), saved (training states) or resumed, so a
+    resumed run and a WSD branch log exactly the losses of a run without a break.
+    ``fold`` makes the sum the mean over ranks (a collective under DDP, at the same steps
+    on every rank: log lines, checkpoints, a trunk's kept states; nothing when single-
+    process). ``metrics.jsonl`` ``loss``, the checkpoint sidecars' ``loss_window`` and
+    ``done.json`` ``final_loss`` are all such windows."""
 
     def __init__(self, info: ddp.DistInfo, device: torch.device, state: dict | None = None):
         s = state or {}
         self.info = info
-        self.acc = torch.zeros((), device=device)
-        self.total, self.n = float(s.get("window_sum", 0.0)), int(s.get("window_n", 0))
+        self.acc = torch.tensor(float(s.get("window_sum", 0.0)), device=device)
+        self.n = int(s.get("window_n", 0))
         self.last = float(s.get("last_loss", float("nan")))  # mean of the last closed window
         self.last_n = int(s.get("window_last_n", 0))
         self.batch: torch.Tensor | None = None  # the latest step's loss
@@ -254,14 +258,13 @@ class LossWindow:
         self.batch = loss
 
     def fold(self) -> None:
-        self.total += float(ddp.mean(self.acc, self.info))
-        self.acc.zero_()
+        self.acc = ddp.mean(self.acc, self.info)
 
     def close(self) -> float:
         """End the window (at a log line): its mean, kept as ``last``."""
         self.fold()
-        self.last, self.last_n = self.total / self.n, self.n
-        self.total, self.n = 0.0, 0
+        self.last, self.last_n = float(self.acc) / self.n, self.n
+        self.acc, self.n = torch.zeros_like(self.acc), 0
         return self.last
 
     def summary(self) -> dict:
@@ -269,13 +272,14 @@ class LossWindow:
         the one this step closed; ``loss_window_steps`` its steps; ``loss_batch`` the latest
         step's loss (mean over ranks; None before any step of this process)."""
         self.fold()
-        mean, n = (self.total / self.n, self.n) if self.n else (self.last, self.last_n)
+        mean, n = (float(self.acc) / self.n, self.n) if self.n else (self.last, self.last_n)
         batch = None if self.batch is None else float(ddp.mean(self.batch, self.info))
         return {"loss_window": mean, "loss_window_steps": n, "loss_batch": batch}
 
     def state(self) -> dict:
+        """For ``train_state.pt``, after a ``fold`` (the sum is the same on every rank)."""
         return {
-            "window_sum": self.total,
+            "window_sum": float(self.acc),
             "window_n": self.n,
             "last_loss": self.last,
             "window_last_n": self.last_n,
@@ -373,6 +377,21 @@ def load_train_state(
     return int(state["step"]), float(state["wall_s"]), LossWindow(info, device, state)
 
 
+def _resume(out: Path, model, opt, info: ddp.DistInfo, device: torch.device, resume: bool,
+            keep: set[int]):  # fmt: skip
+    """``(start step, wall seconds so far, loss window)`` of a run starting or resuming;
+    the log lines after the resumed step are dropped (they are trained again). A trunk
+    (``keep``) resumed at a branch point whose copy a kill prevented keeps it now."""
+    start, wall_before, window = 0, 0.0, LossWindow(info, device)
+    if resume:
+        start, wall_before, window = load_train_state(out, model, opt, info, device)
+    if info.is_main:
+        _truncate_metrics(out / "metrics.jsonl", start)
+        if start and start in keep and start not in ckpt.kept_states(out):
+            ckpt.keep_state(out, start)
+    return start, wall_before, window
+
+
 def save_checkpoint(
     model: torch.nn.Module, out: Path, name: str, meta: dict, held, device: torch.device
 ) -> None:
@@ -410,47 +429,6 @@ def _execution(device: torch.device, t: TrainConfig, info: ddp.DistInfo) -> dict
     }
 
 
-class _MetricsLog:
-    """``metrics.jsonl`` (rank 0 writes) and the progress bar: one line per closed window."""
-
-    def __init__(self, out: Path, p: TrainPlan, info: ddp.DistInfo, start: int, progress: bool):
-        self.p, self.step_log, self.t_log = p, start, time.perf_counter()
-        self.f = open(out / "metrics.jsonl", "a") if info.is_main else None
-        purge = start + 1 if start else None  # a resumed run hides the steps it trains again
-        self.tb = tblog.open_writer(out, purge) if info.is_main else None  # None: no tensorboard
-        self.bar = progress_bar("pretrain", progress and info.is_main, transient=False, eta=True)
-
-    def __enter__(self) -> _MetricsLog:
-        self.bar.__enter__()
-        self.task = self.bar.add_task("", total=self.p.steps, completed=self.step_log)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.f:
-            self.f.close()
-        tblog.close(self.tb)
-        self.bar.__exit__(*exc)
-
-    def advance(self) -> None:
-        self.bar.advance(self.task)
-
-    def line(self, done: int, loss: float, lr: float, counters: dict, wall_s: float) -> None:
-        now = time.perf_counter()
-        rate = (done - self.step_log) * self.p.cfg.train.batch_size / max(now - self.t_log, 1e-9)
-        row = {"step": done, "loss": loss, "lr": lr, **counters}
-        row.update(
-            examples_per_s=rate, tokens_per_s=rate * self.p.tokens_per_example, wall_s=wall_s
-        )
-        if self.f:
-            faults.point(self.f.name)  # one write of the fault-injection seam
-            self.f.write(json.dumps(row) + "\n")
-            self.f.flush()
-        tblog.scalars(self.tb, done, {"train/loss": loss, "train/lr": lr,
-                                      "train/examples_per_s": rate})  # fmt: skip
-        self.bar.update(self.task, description=f"loss {loss:.4f}  {rate:,.0f} ex/s")
-        self.t_log, self.step_log = now, done
-
-
 # ----------------------------------------------------------------------------- training
 
 
@@ -461,9 +439,7 @@ def pretrain(
 
     ``resume=True``: a finished folder returns its result at once; an interrupted one
     continues from ``train_state.pt``. ``resume=False`` starts over."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError("out", f"{out} is a file, not a run folder")
+    out = _run_folder(out_dir)
     p = plan(cfg)
     cfg = p.cfg
     if resume:
@@ -471,6 +447,41 @@ def pretrain(
         if (out / "done.json").is_file() and ckpt.final_intact(out):
             return _finished(out)
     rows = select_rows(cfg)  # a missing or bad pool fails here, before anything is written
+    with _session(cfg) as (device, info):
+        return _train(cfg, p, rows, out, device, info, progress, resume)
+
+
+def extend_trunk(
+    cfg: RunConfig, out_dir: str | Path, upto: int, keep: set[int], checkpoints: set[int],
+    progress: bool = True,
+) -> None:  # fmt: skip
+    """Train the constant-lr trunk of WSD run ``cfg`` in ``out_dir`` up to step ``upto``
+    (``train.trunk``): resumed from its ``train_state.pt``, weights checkpoints at
+    ``checkpoints`` and ``keep``, and a copy of the training state at each step of ``keep`` (and at
+    ``upto``) under ``states/``, where the branches start from. No final checkpoint."""
+    out = _run_folder(out_dir)
+    p = plan(cfg)
+    unbudgeted = {"steps": upto, "examples": None, "hours": None, "flops": None}
+    trunk_cfg = p.cfg.model_copy(update={"train": p.cfg.train.model_copy(update=unbudgeted)})
+    cps = sorted(c for c in checkpoints | keep | {upto} if c <= upto)  # weights at every
+    # branch point too: the un-cooled trunk can be measured beside its cooled branches
+    budget = {"kind": "steps", "value": upto}
+    p = replace(p, cfg=trunk_cfg, steps=upto, cooldown=0, checkpoint_steps=cps, budget=budget)
+    rows = select_rows(p.cfg)
+    with _session(p.cfg) as (device, info):
+        _train(p.cfg, p, rows, out, device, info, progress, True, keep={*keep, upto})
+
+
+def _run_folder(out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("out", f"{out} is a file, not a run folder")
+    return out
+
+
+@contextmanager
+def _session(cfg: RunConfig) -> Iterator[tuple[torch.device, ddp.DistInfo]]:
+    """The device, the process group (torchrun) and the thread count of one training."""
     device = torch.device(resolve_device(cfg.train.device))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device", f"{cfg.train.device!r} but CUDA is not available here")
@@ -482,7 +493,9 @@ def pretrain(
             torch.cuda.set_device(device)
         if cfg.train.threads and device.type == "cpu":
             torch.set_num_threads(cfg.train.threads)
-        return _train(cfg, p, rows, out, device, info, progress, resume)
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        yield device, info
     finally:
         torch.set_num_threads(old_threads)
         ddp.teardown(info)
@@ -497,35 +510,32 @@ def _train(
     info: ddp.DistInfo,
     progress: bool,
     resume: bool,
-) -> TrainResult:
+    keep: set[int] | None = None,
+) -> TrainResult | None:
+    """The training loop. ``keep`` (a trunk, ``extend_trunk``): the steps whose training
+    state is kept under ``states/``; a trunk ends without a final checkpoint (None)."""
     t0, t = time.perf_counter(), cfg.train
     if info.is_main:
         _start_folder(out, cfg, resume)
     train_cache, held_cache, train_rows = _build_caches(cfg, rows, info, progress)
     have_held = held_cache is not None and held_cache.n_items > 0
     held = fixed_clips(held_cache, p.clip_frames, HELDOUT_CLIPS) if have_held else None
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model, params = _seeded_model(cfg, device)
     opt = build_optimizer(model, t, p.lr, device)
     if info.is_main:
         card = model_card(cfg, p, params, train_cache, train_rows, _execution(device, t, info))
         atomic_save_json(out / "model_card.json", card)
-    start, wall_before, window = 0, 0.0, LossWindow(info, device)
-    if resume:
-        start, wall_before, window = load_train_state(out, model, opt, info, device)
-    if info.is_main:  # the log lines after the resumed step are redone
-        _truncate_metrics(out / "metrics.jsonl", start)
+    start, wall_before, window = _resume(out, model, opt, info, device, resume, keep or set())
     net = ddp.wrap(model, info, device)
     net = torch.compile(net) if t.compile else net
     ds = ClipDataset(train_cache, p.clip_frames, t.seed, t.batch_size, info.rank, info.world_size)
     loader = make_loader(ds, start, p.steps, cfg.data.num_workers, pin_memory=device.type == "cuda")
-    sched = Schedule(p.lr, p.warmup, p.steps, t.min_lr_frac)
+    sched, keep = p.schedule, keep or set()
     seen = partial(counters, p, train_cache.total_seconds)
     wall = lambda: wall_before + time.perf_counter() - t0  # noqa: E731
     model.train()
     t_state = time.perf_counter()
-    with _MetricsLog(out, p, info, start, progress) as log:
+    with MetricsLog(out, p, info, start, progress) as log:
         for step, batch in zip(range(start, p.steps), loader, strict=True):
             lr = sched.lr_at(step)
             mel = batch.to(device, non_blocking=True)
@@ -533,17 +543,23 @@ def _train(
             window.add(train_step(net, opt, mel, noise, lr, t.precision, t.grad_clip))
             done = step + 1
             log.advance()
-            if done % t.log_every == 0 or done == p.steps:
-                log.line(done, window.close(), lr, seen(done), wall())
+            if done % t.log_every == 0 or (done == p.steps and not keep):  # a trunk logs as
+                log.line(done, window.close(), lr, seen(done), wall())  # its branches will
+            if done in keep:  # every rank: the open window goes into the kept state
+                window.fold()
             state_due = window.n == 0 and done < p.steps and _due(t_state, t.state_every_s)
             if done in p.checkpoint_steps:  # every rank: the window fold is a collective
                 meta = {"step": done, "fraction": done / p.steps, **window.summary()}
                 if info.is_main:
                     meta.update(seen(done))
                     save_checkpoint(model, out, ckpt.checkpoint_name(done), meta, held, device)
-            if info.is_main and (done in p.checkpoint_steps or state_due):
+            if info.is_main and (done in p.checkpoint_steps or done in keep or state_due):
                 save_train_state(out, done, wall(), model, opt, window)
+                if done in keep:
+                    ckpt.keep_state(out, done)
                 t_state = time.perf_counter()
+    if keep:
+        return None
     return _finish(p, out, model, opt, window, held, device, info, wall(), params, train_cache)
 
 
