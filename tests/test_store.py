@@ -310,7 +310,7 @@ def test_store_tables_hold_exactly_the_record_fields(store, tmp_path):
 
 def test_trainer_log_keys_map_onto_train_metrics_columns():
     """The only metrics.jsonl names that differ from the store's columns are the two the
-    trainer writes (``_MetricsLog.line`` / ``plan.counters``): hours_seen and examples_per_s."""
+    trainer writes (``MetricsLog.line`` / ``plan.counters``): hours_seen and examples_per_s."""
     from importlib.util import find_spec
     from pathlib import Path
 
@@ -319,7 +319,7 @@ def test_trainer_log_keys_map_onto_train_metrics_columns():
     keys = records.TrainMetricsRow.log_keys()
     assert keys == {"hours_seen": "hours", "examples_per_s": "ex_per_s"}
     src = "".join(Path(find_spec(f"audioscale.train.{m}").origin).read_text()
-                  for m in ("trainer", "plan"))  # no torch import  # fmt: skip
+                  for m in ("trainer", "metricslog", "plan"))  # no torch import  # fmt: skip
     for key in keys:
         assert f'"{key}"' in src or f"{key}=" in src
 
