@@ -50,6 +50,24 @@ def start(spec: Path, out: Path, log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "ab"), env=env)
 
 
+def kill_and_finish(spec: Path, out: Path, log: Path, when: list, count) -> int:
+    """SIGKILL a sweep once per entry of ``when`` (a predicate on the study folder, or
+    None: as soon as ``count(out)`` grows), then let it finish; returns the kills made."""
+    kills = 0
+    for wanted in when:
+        before = count(out)
+        proc = start(spec, out, log)
+        while proc.poll() is None and not (wanted() if wanted else count(out) > before):
+            time.sleep(0.02)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    proc = start(spec, out, log)
+    assert proc.wait(timeout=300) == 0, log.read_text()[-2000:]
+    return kills
+
+
 def clean(rows: list[dict]) -> list[dict]:
     return sorted(({k: v for k, v in r.items() if k not in VOLATILE} for r in rows),
                   key=lambda r: r["run_id"])  # fmt: skip
@@ -61,19 +79,7 @@ def test_kill9_restart_equals_uninterrupted(tmp_path):
     spec_path = tmp_path / "sweep.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
     out = tmp_path / "killed"
-    kills = 0
-    for _ in range(3):
-        before = progress(out)
-        proc = start(spec_path, out, tmp_path / "log.txt")
-        while proc.poll() is None and progress(out) <= before:
-            time.sleep(0.05)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
-    proc = start(spec_path, out, tmp_path / "log.txt")
-    assert proc.wait(timeout=300) == 0, (tmp_path / "log.txt").read_text()[-2000:]
-    assert kills >= 2
+    assert kill_and_finish(spec_path, out, tmp_path / "log.txt", [None] * 3, progress) >= 2
 
     # the uninterrupted reference, in this process, one torch thread like the workers
     set_threads(1)
@@ -144,19 +150,8 @@ def test_kill9_in_trunks_and_branches_equals_uninterrupted_and_scratch(tmp_path)
     in_branch = lambda: any(  # noqa: E731
         not (b.parent / "done.json").exists() for b in out.glob("runs/*/branch.json")
     )
-    kills = 0
-    for wanted in (in_trunk, in_branch, None, None):
-        before = trunk_progress(out)
-        proc = start(spec_path, out, tmp_path / "log.txt")
-        while proc.poll() is None and not (wanted() if wanted else trunk_progress(out) > before):
-            time.sleep(0.02)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
-    proc = start(spec_path, out, tmp_path / "log.txt")
-    assert proc.wait(timeout=300) == 0, (tmp_path / "log.txt").read_text()[-2000:]
-    assert kills >= 2
+    when = [in_trunk, in_branch, None, None]
+    assert kill_and_finish(spec_path, out, tmp_path / "log.txt", when, trunk_progress) >= 2
     assert len(list(out.glob("trunks/*"))) == 1  # one trunk for the two budgets
 
     expected, expected_ck = reference(spec, tmp_path / "reference", branches=True)

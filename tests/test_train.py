@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_helpers import atto_config
 
 from audioscale.cli import main
-from audioscale.config import ModelConfig, TrainConfig, load_config
+from audioscale.config import ModelConfig, TrainConfig
 from audioscale.data.corpus import synthetic_pool
 from audioscale.errors import ConfigError
 from audioscale.train import heldout, recipe, trainer
@@ -26,16 +27,7 @@ def pool(tmp_path_factory) -> Path:
 
 
 def _cfg(pool: Path, cache: Path, *extra: str):
-    base = [
-        f"data.pool={pool}",
-        f"data.cache_dir={cache}",
-        "data.clip_seconds=1.0",
-        "model.preset=atto",
-        "train.batch_size=8",
-        "train.threads=1",
-        "train.log_every=2",
-    ]
-    return load_config(None, base + list(extra))
+    return atto_config(pool, cache, *extra)
 
 
 def _losses(run: Path) -> list[tuple[int, float]]:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_helpers import atto_config
 
-from audioscale.config import RunConfig, load_config
+from audioscale.config import RunConfig
 from audioscale.data.corpus import synthetic_pool
 from audioscale.errors import ConfigError, CorruptArtefactError
 from audioscale.train import checkpoint as ckpt
@@ -25,20 +26,9 @@ def pool(tmp_path_factory) -> Path:
 
 
 def _cfg(pool: Path, cache: Path, *extra: str) -> RunConfig:
-    base = [
-        f"data.pool={pool}",
-        f"data.cache_dir={cache}",
-        "data.clip_seconds=1.0",
-        "model.preset=atto",
-        "train.batch_size=8",
-        "train.threads=1",
-        "train.log_every=2",
-        "train.schedule=wsd",
-        "train.warmup_steps=2",
-        "train.cooldown_fraction=0.25",
-        "train.checkpoint_fractions=[0.25, 0.5]",
-    ]
-    return load_config(None, base + list(extra))
+    wsd = ["train.schedule=wsd", "train.warmup_steps=2", "train.cooldown_fraction=0.25",
+           "train.checkpoint_fractions=[0.25, 0.5]"]  # fmt: skip
+    return atto_config(pool, cache, *wsd, *extra)
 
 
 def _weights(run: Path, which: int | str = "final") -> dict[str, torch.Tensor]:
