@@ -332,3 +332,23 @@ def test_missing_or_wrong_token_is_one_line(cluster, spec_file, tmp_path, case):
             "the cluster rejected the Ray auth token from RAY_AUTH_TOKEN: use the token the "
             "cluster was started with (`ray get-auth-token` on the head prints it)"
         )
+
+
+@needs_cluster
+@pytest.mark.slow
+def test_wsd_sweep_on_two_worker_nodes_shares_one_trunk(cluster, spec_file, tmp_path):
+    """The four budgets as WSD branches of one trunk, run by whichever worker node Ray
+    picks: the trunk folder is shared, its lock serialises the extensions, and the
+    results equal the local executor's."""
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["base"]["train"].update(schedule="wsd", warmup_steps=2, cooldown_fraction=0.25)
+    path = tmp_path / "wsd.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out, local = tmp_path / "study", tmp_path / "local"
+    finish(sweep_on(cluster, path, out), out)
+    run_sweep(spec, local, executor="local", workers=2, progress=False)
+    assert_equal_local(out, table(local))
+    assert len(list(out.glob("trunks/*/trunk.json"))) == 1
+    with Store(out / "study.db") as store:
+        branched = sorted(r["branched_at"] for r in store.results())
+    assert branched == [6, 9, 12, 120]  # decay starts of 8, 12, 16 and 160 steps
