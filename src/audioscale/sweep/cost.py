@@ -33,24 +33,29 @@ def _fpe(job: Job) -> float | None:
         return None  # a config the model layer refuses: its run fails alone
 
 
-def job_steps(job: Job) -> int:
-    """Updates of a trained job (0 for baselines and refused configs)."""
+def _steps_and_fpe(job: Job) -> tuple[int, float]:
+    """Updates and FLOPs per example of a trained job ((0, 0.0) for baselines and
+    refused configs)."""
     fpe = _fpe(job) if job.kind in TRAINED_KINDS else None
     if fpe is None:
-        return 0
+        return 0, 0.0
     cfg = job.config
-    return cfg.train.budget().steps(cfg.train.batch_size, cfg.data.clip_seconds, fpe)
+    return cfg.train.budget().steps(cfg.train.batch_size, cfg.data.clip_seconds, fpe), fpe
+
+
+def job_steps(job: Job) -> int:
+    """Updates of a trained job (0 for baselines and refused configs)."""
+    return _steps_and_fpe(job)[0]
 
 
 def job_cost(job: Job) -> float:
     """Rough training FLOPs of a job (for ordering only; baselines 0)."""
-    steps = job_steps(job)
-    return steps * job.config.train.batch_size * (_fpe(job) or 0.0) if steps else 0.0
+    steps, fpe = _steps_and_fpe(job)
+    return steps * job.config.train.batch_size * fpe
 
 
-def decay_start(job: Job) -> int:
-    """The step a WSD branch leaves its trunk."""
-    steps = job_steps(job)
+def decay_start(job: Job, steps: int) -> int:
+    """The step a WSD branch of ``steps`` updates leaves its trunk."""
     return steps - cooldown_steps(steps, job.config.train.cooldown_fraction)
 
 
@@ -64,9 +69,9 @@ def sweep_cost(jobs: list[Job]) -> dict[str, int | float]:
         steps = job_steps(j)
         scratch += steps
         if j.branches:
-            name = trunk_name(j.config)
-            trunks[name] = max(trunks.get(name, 0), decay_start(j))
-            branch += steps - decay_start(j)
+            name, start = trunk_name(j.config), decay_start(j, steps)
+            trunks[name] = max(trunks.get(name, 0), start)
+            branch += steps - start
         else:
             own += steps
     trunk = sum(trunks.values())
